@@ -1,0 +1,1 @@
+"""One module per ``edgesam`` subcommand (see :mod:`edgesam_edge.cli`)."""

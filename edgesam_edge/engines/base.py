@@ -1,0 +1,236 @@
+"""The backend interface: an Encoder and a Decoder, numpy in and out, and a registry.
+
+Every backend (ONNX Runtime, LiteRT, TensorRT, PyTorch) implements the same two
+callables, whose inputs and outputs are exactly those of the official EdgeSAM
+ONNX export (see :mod:`edgesam_edge.names`):
+
+- :class:`Encoder`: ``(1, 3, S, S) float32`` normalised image
+  -> ``(1, 256, S/16, S/16) float32`` embedding.
+- :class:`Decoder`: embedding, ``point_coords (B, N, 2) float32`` in the S x S
+  input frame, ``point_labels (B, N) float32``
+  -> ``scores (B, 4) float32``, ``masks (B, 4, S/4, S/4) float32`` logits.
+
+A backend registers itself by name with :func:`register_backend`. Its heavy
+imports happen in :meth:`Backend.open`, never at import time; a backend whose
+package is missing raises :class:`~edgesam_edge.errors.BackendUnavailable`
+naming the pip extra to install.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type
+
+import numpy as np
+
+from ..errors import BackendUnavailable, EdgeSamError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..bundle import Bundle
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Encoder",
+    "Decoder",
+    "Backend",
+    "BackendInfo",
+    "register_backend",
+    "get_backend",
+    "backend_names",
+    "available",
+    "require_module",
+]
+
+
+class Encoder(abc.ABC):
+    """Image encoder: ``(1, 3, S, S) float32`` -> ``(1, 256, S/16, S/16) float32``."""
+
+    #: S, the side of the square input.
+    input_size: int
+
+    @abc.abstractmethod
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Encode one normalised, padded image.
+
+        Args:
+            image: ``(1, 3, S, S)`` float32, normalised with PIXEL_MEAN/STD, zero-padded.
+
+        Returns:
+            ``(1, 256, S/16, S/16)`` float32 embedding.
+        """
+
+    def close(self) -> None:
+        """Release the backend's resources (sessions, device memory)."""
+
+    def __enter__(self) -> "Encoder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Decoder(abc.ABC):
+    """Mask decoder over a batch of B prompts of N points each."""
+
+    #: Largest B a single call accepts (``None``: unbounded). Official ONNX files have 1.
+    max_objects: Optional[int] = None
+
+    @abc.abstractmethod
+    def __call__(
+        self, image_embeddings: np.ndarray, point_coords: np.ndarray, point_labels: np.ndarray
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Decode masks.
+
+        Args:
+            image_embeddings: ``(1, 256, S/16, S/16)`` float32.
+            point_coords: ``(B, N, 2)`` float32, (x, y) in the S x S input frame.
+            point_labels: ``(B, N)`` float32: 1 positive, 0 negative, 2/3 box
+                corners, -1 padding.
+
+        Returns:
+            ``scores (B, 4)`` float32 and ``masks (B, 4, S/4, S/4)`` float32 logits.
+        """
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+    def __enter__(self) -> "Decoder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What :func:`available` says of one backend."""
+
+    name: str
+    available: bool
+    reason: str
+    version: Optional[str] = None
+
+
+class Backend(abc.ABC):
+    """A runtime that opens bundles of some formats into an Encoder and a Decoder."""
+
+    #: Registry name, e.g. ``"onnxruntime"``.
+    name: str = ""
+    #: Bundle formats it opens (``"onnx"``, ``"tflite"``, ``"tensorrt"``).
+    formats: Tuple[str, ...] = ()
+    #: The pip extra that installs it.
+    extra: str = ""
+    #: Rank for ``backend="auto"`` on a CPU: the higher, the more it is preferred.
+    cpu_priority: int = 0
+
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls) -> BackendInfo:
+        """Say whether the backend can run here, without heavy side effects."""
+
+    @abc.abstractmethod
+    def open(self, bundle: "Bundle", **options: Any) -> Tuple[Encoder, Decoder]:
+        """Open a bundle's encoder and decoder. Raises BackendUnavailable if absent."""
+
+
+# The registry maps a name to a dotted path "module:Class", so that listing the
+# backends imports nothing heavy; the class is imported when it is asked for.
+_BUILTIN_BACKENDS: Dict[str, str] = {
+    "onnxruntime": "edgesam_edge.engines.onnxruntime:OnnxRuntimeBackend",
+    "tflite": "edgesam_edge.engines.tflite:TFLiteBackend",
+    "tensorrt": "edgesam_edge.engines.tensorrt:TensorRTBackend",
+    "torch": "edgesam_edge.engines.torch:TorchBackend",
+}
+
+
+class _Registry:
+    """Name -> backend class, with lazily imported built-ins."""
+
+    def __init__(self) -> None:
+        self._paths: Dict[str, str] = dict(_BUILTIN_BACKENDS)
+        self._classes: Dict[str, Type[Backend]] = {}
+
+    def register(self, name: str, cls: Type[Backend]) -> None:
+        self._classes[name] = cls
+        self._paths.pop(name, None)
+
+    def names(self) -> List[str]:
+        return sorted(set(self._paths) | set(self._classes))
+
+    def get(self, name: str) -> Type[Backend]:
+        if name in self._classes:
+            return self._classes[name]
+        path = self._paths.get(name)
+        if path is None:
+            raise EdgeSamError(
+                f"unknown backend {name!r}: expected one of {', '.join(self.names())} or 'auto'"
+            )
+        module_name, cls_name = path.split(":")
+        module = importlib.import_module(module_name)
+        cls = getattr(module, cls_name)
+        self._classes[name] = cls
+        return cls
+
+
+_REGISTRY = _Registry()
+
+
+def register_backend(name: str) -> Callable[[Type[Backend]], Type[Backend]]:
+    """Class decorator that registers a :class:`Backend` under ``name``."""
+
+    def deco(cls: Type[Backend]) -> Type[Backend]:
+        cls.name = name
+        _REGISTRY.register(name, cls)
+        return cls
+
+    return deco
+
+
+def get_backend(name: str) -> Type[Backend]:
+    """The backend class registered as ``name``; EdgeSamError if unknown."""
+    return _REGISTRY.get(name)
+
+
+def backend_names() -> List[str]:
+    """Every registered backend name, installed or not."""
+    return _REGISTRY.names()
+
+
+def available() -> List[BackendInfo]:
+    """Every registered backend with whether it runs here and, if not, why."""
+    infos = []
+    for name in backend_names():
+        try:
+            infos.append(get_backend(name).probe())
+        except Exception as exc:  # a broken install must not break the listing
+            infos.append(BackendInfo(name, False, f"probe failed: {type(exc).__name__}: {exc}"))
+    return infos
+
+
+def require_module(module: str, what: str, extra: str) -> Any:
+    """Import ``module`` or raise BackendUnavailable naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(what, extra, str(exc)) from None
+
+
+def module_version(module: str) -> Optional[str]:
+    """The installed distribution version of ``module`` without importing it, or None."""
+    import importlib.util
+
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        return None
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        dist = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert",
+                "tflite_runtime": "tflite-runtime", "tensorrt": "tensorrt",
+                "cv2": "opencv-python-headless"}.get(module, module)
+        return version(dist)
+    except Exception:
+        return "unknown"

@@ -1,0 +1,117 @@
+"""Facts about this device and the installed packages, for manifests, `info` and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+_SIMD_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "neon", "asimd", "asimdhp", "asimddp",
+    "sve", "sve2", "i8mm", "bf16",
+)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_info() -> Dict[str, Any]:
+    """CPU model, logical/physical cores, max clock (MHz) and SIMD flags."""
+    text = _read("/proc/cpuinfo")
+    model = None
+    for key in ("model name", "Hardware", "Model", "cpu model"):
+        m = re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)
+        if m:
+            model = m.group(1).strip()
+            break
+    flags_line = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.M)
+    flags = set(flags_line.group(2).split()) if flags_line else set()
+    mhz: Optional[float] = None
+    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()
+    if freq.isdigit():
+        mhz = int(freq) / 1000.0
+    else:
+        m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
+        if m:
+            mhz = float(m.group(1))
+    return {
+        "model": model or platform.processor() or platform.machine(),
+        "arch": platform.machine(),
+        "logical_cores": os.cpu_count() or 1,
+        "physical_cores": physical_cores(),
+        "max_mhz": mhz,
+        "simd": sorted(f for f in _SIMD_FLAGS if f in flags),
+    }
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process (hyper-threads not counted)."""
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        avail = os.cpu_count() or 1
+    text = _read("/proc/cpuinfo")
+    pairs = set(re.findall(r"physical id\s*:\s*(\d+)[\s\S]*?core id\s*:\s*(\d+)", text))
+    logical = os.cpu_count() or 1
+    if pairs and len(pairs) < logical:
+        return max(1, min(avail, len(pairs)))
+    return max(1, avail)
+
+
+def board_model() -> Optional[str]:
+    """Jetson / Raspberry Pi model from the device tree, if any."""
+    model = _read("/proc/device-tree/model").strip("\x00\n ")
+    return model or None
+
+
+def package_versions(names: Optional[List[str]] = None) -> Dict[str, Optional[str]]:
+    """Installed versions (None if absent) of the packages that matter here, without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dists = {
+        "edgesam_edge": ["edgesam-edge"],
+        "numpy": ["numpy"],
+        "opencv": ["opencv-python-headless", "opencv-python", "opencv-contrib-python"],
+        "onnxruntime": ["onnxruntime", "onnxruntime-gpu"],
+        "onnx": ["onnx"],
+        "torch": ["torch"],
+        "ai_edge_litert": ["ai-edge-litert"],
+        "tflite_runtime": ["tflite-runtime"],
+        "tensorrt": ["tensorrt", "tensorrt-cu12", "tensorrt-cu13"],
+    }
+    out: Dict[str, Optional[str]] = {"python": platform.python_version()}
+    for key, candidates in dists.items():
+        if names is not None and key not in names:
+            continue
+        out[key] = None
+        for d in candidates:
+            try:
+                out[key] = version(d)
+                break
+            except PackageNotFoundError:
+                continue
+    if out.get("tensorrt") is None and (names is None or "tensorrt" in names):
+        # JetPack installs TensorRT as a Debian package (python3-libnvinfer): no dist metadata.
+        import importlib.util
+
+        if importlib.util.find_spec("tensorrt") is not None:
+            out["tensorrt"] = "system"
+    return out
+
+
+def device_info() -> Dict[str, Any]:
+    """Everything a benchmark or manifest records about this device."""
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "board": board_model(),
+        "python": sys.version.split()[0],
+    }
