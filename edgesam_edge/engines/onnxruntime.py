@@ -1,0 +1,130 @@
+"""ONNX Runtime backend: CPU by default, any execution providers the user lists."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import BundleError, EdgeSamError
+from ..names import DECODER_EMBEDDINGS, DECODER_OUTPUTS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, \
+    ENCODER_INPUT, ENCODER_OUTPUT
+from ..sysinfo import physical_cores
+from .base import Backend, BackendInfo, Decoder, Encoder, module_version, register_backend, require_module
+
+logger = logging.getLogger(__name__)
+
+EXTRA = "onnxruntime"
+
+
+def session_options(ort: Any, threads: Optional[int] = None, optimization: str = "all") -> Any:
+    """Session options set deliberately for edge CPUs.
+
+    - graph optimisation: all (constant folding, Conv+Add/activation and GELU/LayerNorm fusions, layout);
+    - intra-op threads = physical cores (hyper-threads slow convolutions down), inter-op 1
+      (the graphs are sequential);
+    - no thread spinning after a run, so an idle camera loop does not burn a core.
+    """
+    so = ort.SessionOptions()
+    levels = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }
+    so.graph_optimization_level = levels[optimization]
+    so.intra_op_num_threads = int(threads or physical_cores())
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def open_session(path: str, threads: Optional[int] = None, providers: Optional[Sequence[Any]] = None,
+                 optimization: str = "all") -> Any:
+    """An InferenceSession on ``path``; BundleError if the file is not a loadable model."""
+    ort = require_module("onnxruntime", "ONNX Runtime", EXTRA)
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=session_options(ort, threads, optimization),
+            providers=list(providers) if providers else ["CPUExecutionProvider"],
+        )
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{path}: ONNX Runtime cannot load it ({first[:200]}); is the file truncated?") from None
+
+
+class OnnxEncoder(Encoder):
+    """Encoder on an ONNX Runtime session."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        inp = session.get_inputs()[0]
+        if inp.name != ENCODER_INPUT:
+            logger.debug("encoder input is named %r, not %r", inp.name, ENCODER_INPUT)
+        self._in = inp.name
+        self._out = session.get_outputs()[0].name
+        self.input_size = int(inp.shape[-1]) if isinstance(inp.shape[-1], int) else 1024
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.session.run([self._out], {self._in: np.ascontiguousarray(image, np.float32)})[0]
+
+    def close(self) -> None:
+        self.session = None
+
+
+class OnnxDecoder(Decoder):
+    """Decoder on an ONNX Runtime session (dynamic B when the graph allows it)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        names = {i.name for i in session.get_inputs()}
+        missing = {DECODER_EMBEDDINGS, DECODER_POINT_COORDS, DECODER_POINT_LABELS} - names
+        if missing:
+            raise BundleError(f"decoder graph lacks inputs {sorted(missing)} (has {sorted(names)})")
+        coords = next(i for i in session.get_inputs() if i.name == DECODER_POINT_COORDS)
+        batch = coords.shape[0]
+        self.max_objects = int(batch) if isinstance(batch, int) else None
+        outs = [o.name for o in session.get_outputs()]
+        self._outs = [n for n in DECODER_OUTPUTS if n in outs] if set(DECODER_OUTPUTS) <= set(outs) else outs[:2]
+
+    def __call__(self, image_embeddings: np.ndarray, point_coords: np.ndarray,
+                 point_labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        scores, masks = self.session.run(self._outs, {
+            DECODER_EMBEDDINGS: np.ascontiguousarray(image_embeddings, np.float32),
+            DECODER_POINT_COORDS: np.ascontiguousarray(point_coords, np.float32),
+            DECODER_POINT_LABELS: np.ascontiguousarray(point_labels, np.float32),
+        })
+        return scores, masks
+
+    def close(self) -> None:
+        self.session = None
+
+
+@register_backend("onnxruntime")
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime. Options: ``threads`` (default: physical cores), ``providers``
+    (default ``["CPUExecutionProvider"]``), ``optimization`` ("all", "extended", "basic", "none")."""
+
+    formats = ("onnx",)
+    extra = EXTRA
+    cpu_priority = 10
+
+    @classmethod
+    def probe(cls) -> BackendInfo:
+        version = module_version("onnxruntime")
+        if version is None:
+            return BackendInfo("onnxruntime", False, f"not installed: pip install \"edgesam-edge[{EXTRA}]\"")
+        return BackendInfo("onnxruntime", True, "installed", version)
+
+    def open(self, bundle: Any, threads: Optional[int] = None, providers: Optional[List[Any]] = None,
+             optimization: str = "all", **options: Any) -> Tuple[Encoder, Decoder]:
+        if options:
+            raise EdgeSamError(f"unknown onnxruntime options {sorted(options)}: expected threads, providers, optimization")
+        if optimization not in ("all", "extended", "basic", "none"):
+            raise EdgeSamError(f"optimization {optimization!r} is not all, extended, basic or none")
+        enc = open_session(str(bundle.artifact("encoder")), threads, providers, optimization)
+        dec = open_session(str(bundle.artifact("decoder")), threads, providers, optimization)
+        return OnnxEncoder(enc), OnnxDecoder(dec)

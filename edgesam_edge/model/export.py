@@ -1,0 +1,232 @@
+"""Export EdgeSAM to an ONNX bundle with the official tensor names.
+
+``export_onnx`` writes ``encoder.onnx``, ``decoder.onnx`` and ``manifest.json``
+into a folder, atomically. The encoder is re-parameterised (BatchNorm and
+RepVGG branches folded); both graphs are constant-folded and simplified with
+onnxslim when it is installed.
+
+The decoder graph is the official ONNX/CoreML decoder (points with labels,
+box corners as labels 2 and 3, -1 padding), with a dynamic number of objects B
+and points N. It uses only ops TensorRT 10 accepts: labels are embedded with
+Equal/Mul/Add (no OneHot, no scatter), and the image embedding is broadcast
+over the B prompts instead of tiled (no Tile or Expand on a shape tensor).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..bundle import Bundle, add_artifact, sha256_file, staging_dir
+from ..errors import EdgeSamError, ExportError
+from ..names import (AXIS_OBJECTS, AXIS_POINTS, DECODER_EMBEDDINGS, DECODER_INPUTS, DECODER_MASKS,
+                     DECODER_OUTPUTS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, DECODER_SCORES,
+                     DEFAULT_INPUT_SIZE, EMBED_DIM, EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT,
+                     SCORE_TYPES, STABILITY_SCORE_OFFSET, UPSAMPLE_MODES)
+from ..sysinfo import package_versions
+from .build import build_edge_sam
+from .reparam import reparameterize
+from .sam import Sam
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+#: Ops that TensorRT 10's ONNX parser rejects or handles only with static shapes.
+TENSORRT_UNFRIENDLY_OPS = frozenset({"OneHot", "Tile", "ScatterND", "ScatterElements", "NonZero", "Loop", "If"})
+
+
+class DeployEncoder(nn.Module):
+    """``image (1, 3, S, S)`` -> ``image_embeddings (1, 256, S/16, S/16)``."""
+
+    def __init__(self, model: Sam) -> None:
+        super().__init__()
+        self.image_encoder = model.image_encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(image)
+
+
+class DeployDecoder(nn.Module):
+    """The official deployment decoder: embeddings + labelled points -> scores, masks.
+
+    Inputs: ``image_embeddings (1, 256, S/16, S/16)``, ``point_coords (B, N, 2)``
+    in the S x S input frame, ``point_labels (B, N)`` float (1 positive, 0
+    negative, 2/3 box corners, -1 padding). Outputs: ``scores (B, 4)`` (stability
+    score or IoU head), ``masks (B, 4, S/4, S/4)`` logits.
+    """
+
+    def __init__(self, model: Sam, score: str = "stability") -> None:
+        super().__init__()
+        if score not in SCORE_TYPES:
+            raise EdgeSamError(f"score {score!r} is not one of {SCORE_TYPES}")
+        self.prompt_encoder = model.prompt_encoder
+        self.mask_decoder = model.mask_decoder
+        self.use_stability = score == "stability"
+        self.threshold = float(model.mask_threshold)
+        with torch.no_grad():
+            self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().clone(), persistent=False)
+
+    def forward(
+        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        sparse = self.prompt_encoder.embed_labelled_points(point_coords, point_labels)
+        dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        if self.use_stability:
+            hi = (masks > self.threshold + STABILITY_SCORE_OFFSET).float().sum((-1, -2))
+            lo = (masks > self.threshold - STABILITY_SCORE_OFFSET).float().sum((-1, -2))
+            scores = hi / lo
+        else:
+            scores = iou
+        return scores, masks
+
+
+def _export(module: nn.Module, args: Tuple[torch.Tensor, ...], path: Path, inputs, outputs, dynamic, opset: int) -> None:
+    try:
+        torch.onnx.export(
+            module, args, str(path),
+            input_names=list(inputs), output_names=list(outputs),
+            dynamic_axes=dynamic, opset_version=opset,
+            do_constant_folding=True, dynamo=False,
+        )
+    except Exception as exc:  # the exporter's own errors are long; keep the first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"ONNX export of {path.name} failed at opset {opset}: {first[:200]}") from exc
+
+
+def _simplify(path: Path) -> bool:
+    """Constant-fold and simplify a graph in place with onnxslim; False if not installed."""
+    try:
+        import onnxslim
+    except ImportError:
+        logger.warning("onnxslim is not installed: %s is exported without simplification", path.name)
+        return False
+    import onnx
+
+    model = onnxslim.slim(onnx.load(str(path)))
+    onnx.save(model, str(path))
+    return True
+
+
+def check_decoder_ops(path: Union[str, Path]) -> None:
+    """Raise ExportError if the decoder graph holds an op TensorRT 10 rejects."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    bad = sorted(ops & TENSORRT_UNFRIENDLY_OPS)
+    if bad:
+        raise ExportError(f"{path}: decoder graph holds ops TensorRT 10 rejects: {bad}")
+
+
+def export_models(
+    model: Sam,
+    out_dir: Path,
+    *,
+    score: str = "stability",
+    opset: int = DEFAULT_OPSET,
+    reparameterize_encoder: bool = True,
+    simplify: bool = True,
+) -> Dict[str, str]:
+    """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``; returns role -> file name."""
+    s = int(model.image_encoder.img_size)
+    grid = s // EMBED_STRIDE
+    if reparameterize_encoder:
+        reparameterize(model)
+    with torch.no_grad():
+        enc_path = out_dir / "encoder.onnx"
+        logger.info("exporting encoder (%dx%d input)...", s, s)
+        _export(DeployEncoder(model).eval(), (torch.zeros(1, 3, s, s),), enc_path,
+                [ENCODER_INPUT], [ENCODER_OUTPUT], None, opset)
+        dec_path = out_dir / "decoder.onnx"
+        logger.info("exporting decoder (dynamic objects and points)...")
+        args = (
+            torch.randn(1, EMBED_DIM, grid, grid),
+            torch.randint(0, s, (2, 3, 2)).float(),
+            torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, 1.0]]),
+        )
+        dynamic = {
+            DECODER_POINT_COORDS: {0: AXIS_OBJECTS, 1: AXIS_POINTS},
+            DECODER_POINT_LABELS: {0: AXIS_OBJECTS, 1: AXIS_POINTS},
+            DECODER_SCORES: {0: AXIS_OBJECTS},
+            DECODER_MASKS: {0: AXIS_OBJECTS},
+        }
+        _export(DeployDecoder(model, score).eval(), args, dec_path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset)
+    if simplify:
+        for p in (enc_path, dec_path):
+            logger.info("simplifying %s...", p.name)
+            _simplify(p)
+    check_decoder_ops(dec_path)
+    return {"encoder": enc_path.name, "decoder": dec_path.name}
+
+
+def export_onnx(
+    checkpoint: Optional[Union[str, os.PathLike]],
+    out_dir: Union[str, os.PathLike],
+    input_size: int = DEFAULT_INPUT_SIZE,
+    upsample: str = "bilinear",
+    score: str = "stability",
+    opset: int = DEFAULT_OPSET,
+    reparameterize: bool = True,
+    simplify: bool = True,
+    force: bool = False,
+    seed: Optional[int] = None,
+) -> Bundle:
+    """Export a checkpoint to an FP32 ONNX bundle folder.
+
+    Args:
+        checkpoint: official ``edge_sam.pth``/``edge_sam_3x.pth`` (or safetensors);
+            None exports seeded random weights (``seed``, default 0) - for tests and demos only.
+        out_dir: the bundle folder; a non-empty one is refused unless ``force``.
+        input_size: S, a multiple of 64 (1024 as published; smaller is faster).
+        upsample: the encoder's stage-3 upsampling, "bilinear" (official export) or "bicubic".
+        score: what the decoder's ``scores`` are: "stability" (official export) or "iou".
+        opset: ONNX opset.
+        reparameterize: fold BatchNorm and RepVGG branches (False gives the plain official-style graph).
+        simplify: constant-fold and simplify with onnxslim.
+
+    Returns:
+        The written :class:`~edgesam_edge.bundle.Bundle`.
+    """
+    if upsample not in UPSAMPLE_MODES:
+        raise EdgeSamError(f"--upsample {upsample!r} is not one of {UPSAMPLE_MODES}")
+    if score not in SCORE_TYPES:
+        raise EdgeSamError(f"--score {score!r} is not one of {SCORE_TYPES}")
+    if not isinstance(input_size, int) or input_size < 64 or input_size % 64:
+        raise EdgeSamError(f"--input-size {input_size!r} is not a positive multiple of 64 (e.g. 512, 1024)")
+    if not isinstance(opset, int) or not 13 <= opset <= 21:
+        raise EdgeSamError(f"--opset {opset!r} is not between 13 and 21")
+    if checkpoint is None:
+        torch.manual_seed(0 if seed is None else seed)
+    model = build_edge_sam(checkpoint, upsample_mode=upsample, img_size=input_size)
+    source: Dict[str, object]
+    if checkpoint is None:
+        source = {"checkpoint": None, "sha256": None, "random_seed": 0 if seed is None else seed}
+    else:
+        source = {"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint)}
+    versions = package_versions(["edgesam_edge", "torch", "onnx", "onnxruntime", "numpy"])
+    try:
+        import onnxslim
+
+        versions["onnxslim"] = getattr(onnxslim, "__version__", "unknown")
+    except ImportError:
+        pass
+    with staging_dir(out_dir, force=force) as tmp:
+        files = export_models(model, tmp, score=score, opset=opset,
+                              reparameterize_encoder=reparameterize, simplify=simplify)
+        manifest = Bundle.new_manifest(
+            fmt="onnx", backend="onnxruntime", precision="fp32", input_size=input_size,
+            upsample=upsample, score=score, source=source, versions=versions,
+        )
+        manifest["opset"] = opset
+        manifest["reparameterized"] = bool(reparameterize)
+        for role, name in files.items():
+            add_artifact(manifest, tmp, role, name)
+        Bundle(tmp, manifest).save_manifest()
+    logger.info("wrote %s", out_dir)
+    return Bundle(Path(out_dir), manifest)
