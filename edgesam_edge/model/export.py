@@ -88,13 +88,17 @@ class DeployDecoder(nn.Module):
 
 
 def _export(module: nn.Module, args: Tuple[torch.Tensor, ...], path: Path, inputs, outputs, dynamic, opset: int) -> None:
+    import warnings
+
     try:
-        torch.onnx.export(
-            module, args, str(path),
-            input_names=list(inputs), output_names=list(outputs),
-            dynamic_axes=dynamic, opset_version=opset,
-            do_constant_folding=True, dynamo=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about constants, all expected here
+            torch.onnx.export(
+                module, args, str(path),
+                input_names=list(inputs), output_names=list(outputs),
+                dynamic_axes=dynamic, opset_version=opset,
+                do_constant_folding=True, dynamo=False,
+            )
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"ONNX export of {path.name} failed at opset {opset}: {first[:200]}") from exc
@@ -112,6 +116,25 @@ def _simplify(path: Path) -> bool:
     model = onnxslim.slim(onnx.load(str(path)))
     onnx.save(model, str(path))
     return True
+
+
+def set_io_shapes(path: Path, shapes: Dict[str, Tuple[Union[int, str], ...]]) -> None:
+    """Write the declared shapes of graph inputs/outputs (static where known, named where dynamic)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for vi in list(model.graph.input) + list(model.graph.output):
+        if vi.name not in shapes:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        del dims[:]
+        for d in shapes[vi.name]:
+            dim = dims.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d
+    onnx.save(model, str(path))
 
 
 def check_decoder_ops(path: Union[str, Path]) -> None:
@@ -161,6 +184,14 @@ def export_models(
         for p in (enc_path, dec_path):
             logger.info("simplifying %s...", p.name)
             _simplify(p)
+    set_io_shapes(dec_path, {
+        DECODER_EMBEDDINGS: (1, EMBED_DIM, grid, grid),
+        DECODER_POINT_COORDS: (AXIS_OBJECTS, AXIS_POINTS, 2),
+        DECODER_POINT_LABELS: (AXIS_OBJECTS, AXIS_POINTS),
+        DECODER_SCORES: (AXIS_OBJECTS, 4),
+        DECODER_MASKS: (AXIS_OBJECTS, 4, s // 4, s // 4),
+    })
+    set_io_shapes(enc_path, {ENCODER_INPUT: (1, 3, s, s), ENCODER_OUTPUT: (1, EMBED_DIM, grid, grid)})
     check_decoder_ops(dec_path)
     return {"encoder": enc_path.name, "decoder": dec_path.name}
 

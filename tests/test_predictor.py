@@ -1,0 +1,176 @@
+"""The torch-free Predictor on the exported bundle gives the original outputs."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from edgesam_edge import Predictor
+from edgesam_edge.errors import EdgeSamError, InvalidImage, InvalidPrompt
+from tests.conftest import case_prompts, mask_iou, unpack_masks
+
+pytest.importorskip("onnxruntime", reason="the Predictor tests run on ONNX Runtime")
+
+IMAGES = ("astronaut", "chelsea", "odd_noise")
+CASES = ("point1", "points_posneg", "box", "box_point")
+
+
+@pytest.fixture(scope="module")
+def predictor(onnx_bundle):
+    with Predictor.load(onnx_bundle) as p:
+        yield p
+
+
+@pytest.mark.parametrize("resize", ["fast", "exact"])
+@pytest.mark.parametrize("image_name", IMAGES)
+def test_bundle_matches_reference(onnx_bundle, predictor, image_name, resize, reference, reference_images):
+    npz, spec = reference
+    predictor.resize = resize
+    try:
+        predictor.set_image(reference_images[image_name])
+    finally:
+        predictor.resize = "fast"
+    np.testing.assert_allclose(predictor.get_image_embedding(),
+                               npz[f"bilinear/{image_name}/features"].astype(np.float32), atol=1e-2)
+    for case in CASES:
+        key = f"bilinear/{image_name}/{case}"
+        masks, scores, low = predictor.predict(num_multimask_outputs=4, **case_prompts(spec["cases"][image_name][case]))
+        np.testing.assert_allclose(low, npz[f"{key}/n4/iou/low_res_logits"].astype(np.float32), atol=2e-2)
+        np.testing.assert_allclose(scores, npz[f"{key}/n4/stab/scores"], atol=1e-2)
+        assert mask_iou(masks, unpack_masks(npz, f"{key}/n4/iou/masks")).min() >= 0.99
+
+
+def test_output_shapes_and_selection(predictor, reference_images):
+    img = reference_images["chelsea"]
+    predictor.set_image(img)
+    pts, lab = np.array([[200.0, 100.0]]), np.array([1])
+    m4, s4, l4 = predictor.predict(pts, lab, num_multimask_outputs=4)
+    for n, sl in ((1, slice(0, 1)), (3, slice(1, 4))):
+        m, s, low = predictor.predict(pts, lab, num_multimask_outputs=n)
+        assert m.shape == (n, 300, 451) and m.dtype == bool
+        assert s.shape == (n,) and s.dtype == np.float32 and low.shape == (n, 256, 256)
+        np.testing.assert_allclose(low, l4[sl], atol=1e-5)
+    logits, _, _ = predictor.predict(pts, lab, return_logits=True)
+    assert logits.dtype == np.float32 and logits.shape == (3, 300, 451)
+    assert set(predictor.last_timings) == {"decoder", "postprocess"}
+
+
+def test_batched_objects_one_decoder_call(predictor, reference_images):
+    predictor.set_image(reference_images["astronaut"])
+    boxes = np.array([[100, 80, 400, 460], [10, 10, 200, 200], [250, 250, 500, 500]], float)
+    calls = []
+    real = predictor.decoder
+
+    class Spy:
+        max_objects = None
+
+        def __call__(self, *args):
+            calls.append(args[1].shape)
+            return real(*args)
+
+        def close(self):
+            pass
+
+    predictor.decoder = Spy()
+    try:
+        masks, scores, low = predictor.predict(box=boxes)
+    finally:
+        predictor.decoder = real
+    assert calls == [(3, 2, 2)]
+    assert masks.shape == (3, 3, 512, 512) and scores.shape == (3, 3) and low.shape == (3, 3, 256, 256)
+    for i, b in enumerate(boxes):
+        m1, s1, _ = predictor.predict(box=b)
+        np.testing.assert_allclose(s1, scores[i], atol=1e-4)
+        assert mask_iou(m1, masks[i]).min() > 0.999
+    # K point sets with padding for a shorter one
+    pts = np.array([[[150, 150], [300, 300]], [[200, 200], [0, 0]]], float)
+    lab = np.array([[1, 0], [1, -1]], float)
+    m, s, _ = predictor.predict(point_coords=pts, point_labels=lab)
+    assert m.shape == (2, 3, 512, 512)
+
+
+def test_bgr_input_equals_rgb(predictor, reference_images):
+    img = reference_images["odd_noise"]
+    predictor.set_image(img)
+    rgb = predictor.get_image_embedding().copy()
+    predictor.set_image(np.ascontiguousarray(img[..., ::-1]), image_format="BGR")
+    np.testing.assert_array_equal(rgb, predictor.get_image_embedding())
+
+
+def test_encode_and_explicit_embedding(predictor, reference_images):
+    a = predictor.encode(reference_images["astronaut"])
+    b = predictor.encode(reference_images["chelsea"])
+    predictor.set_embedding(b)
+    assert predictor.get_image_embedding() is b.embedding
+    m, _, _ = predictor.predict(np.array([[100.0, 100.0]]), np.array([1]), embedding=a)
+    assert m.shape[1:] == (512, 512)
+
+
+@pytest.mark.parametrize("image, match", [
+    (np.zeros((10, 10), np.uint8), "1 channel"),
+    (np.zeros((10, 10, 4), np.uint8), "4 channels"),
+    (np.zeros((10, 10, 3), np.uint16), "uint16"),
+    (np.zeros((0, 10, 3), np.uint8), "empty"),
+    ("image.png", "numpy array"),
+])
+def test_bad_images(predictor, image, match):
+    with pytest.raises(InvalidImage, match=match):
+        predictor.set_image(image)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(point_coords=[[600.0, 10.0]], point_labels=[1]), "outside"),
+    (dict(point_coords=[[np.nan, 10.0]], point_labels=[1]), "NaN"),
+    (dict(point_coords=[[10.0, 10.0]], point_labels=[5]), "label 5"),
+    (dict(point_coords=[[10.0, 10.0]]), "without point_labels"),
+    (dict(point_labels=[1]), "without point_coords"),
+    (dict(box=[300, 10, 100, 200]), "x1 < x0"),
+    (dict(box=[1, 2, 3]), "shape"),
+    (dict(), "no prompt"),
+    (dict(box=[0, 0, 10, 10], num_multimask_outputs=2), "num_multimask_outputs"),
+])
+def test_bad_prompts(predictor, reference_images, kwargs, match):
+    predictor.set_image(reference_images["astronaut"])
+    with pytest.raises(InvalidPrompt, match=match) as err:
+        predictor.predict(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_predict_before_set_image(onnx_bundle):
+    with Predictor.load(onnx_bundle) as p:
+        with pytest.raises(EdgeSamError, match="set_image"):
+            p.predict(box=[0, 0, 5, 5])
+
+
+def test_official_onnx_folder_without_manifest(tmp_path, onnx_bundle, reference_images):
+    import shutil
+
+    d = tmp_path / "official"
+    d.mkdir()
+    shutil.copy(onnx_bundle / "encoder.onnx", d / "edge_sam_3x_encoder.onnx")
+    shutil.copy(onnx_bundle / "decoder.onnx", d / "edge_sam_3x_decoder.onnx")
+    with Predictor.load(d) as p:
+        assert p.bundle.official and p.input_size == 1024
+        p.set_image(reference_images["odd_noise"])
+        m, s, _ = p.predict(box=[10, 10, 100, 80])
+        assert m.shape == (3, 97, 223)
+
+
+def test_device_path_never_imports_torch(onnx_bundle, tmp_path):
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from edgesam_edge import Predictor\n"
+        "import edgesam_edge.transforms, edgesam_edge.bundle, edgesam_edge.engines.base\n"
+        f"p = Predictor.load({str(onnx_bundle)!r})\n"
+        "p.set_image(np.zeros((64, 80, 3), np.uint8))\n"
+        "m, s, _ = p.predict(box=[1, 1, 30, 30])\n"
+        "print(m.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "(3, 64, 80)" in out.stdout
