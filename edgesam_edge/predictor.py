@@ -128,6 +128,16 @@ class Predictor:
         pred.last_timings = {"load": 1e3 * (time.perf_counter() - t0)}
         return pred
 
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Optional[Union[str, "os.PathLike[str]"]], upsample: str = "bilinear",
+                        score: str = "stability", input_size: int = 1024, resize: str = "fast") -> "Predictor":
+        """Run a checkpoint directly on the PyTorch backend (needs torch; for checks, not devices)."""
+        from .engines.torch import open_checkpoint
+
+        encoder, decoder = open_checkpoint(None if checkpoint is None else str(checkpoint), upsample, score,
+                                           input_size)
+        return cls(encoder, decoder, input_size, score, resize, None, "torch")
+
     def close(self) -> None:
         """Release the backend's sessions."""
         self.encoder.close()

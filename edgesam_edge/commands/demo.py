@@ -1,0 +1,59 @@
+"""`edgesam demo`: segment the sample image shipped in the package; no download, no camera."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+HELP = "segment the bundled sample image with the default model (no download, no camera)"
+logger = logging.getLogger(__name__)
+
+SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
+#: Prompts on the sample (512x512 astronaut photo): a point on the face and a box round the helmet.
+SAMPLE_POINT = (250.0, 170.0)
+SAMPLE_BOX = (150.0, 20.0, 350.0, 240.0)
+
+
+def default_bundle() -> Path:
+    """The cached default bundle (see :func:`edgesam_edge.cache.default_bundle`)."""
+    from ..cache import default_bundle as _default
+
+    return _default()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .segment import add_model_arguments
+
+    add_model_arguments(p)
+    p.add_argument("-o", "--output", metavar="PNG", help="overlay path (default: demo.png in the cache dir)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cache import RANDOM_WEIGHTS_NOTE, cache_dir, weights_in_use
+    from ..imageio import read_image
+    from ..predictor import Predictor
+    from .segment import check_writable, report, resolve_bundle, segment, write_outputs
+
+    output = args.output
+    if output:
+        check_writable(output, args.force)
+    else:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        output = str(cache_dir() / "demo.png")
+    bundle = resolve_bundle(args)
+    image = read_image(SAMPLE_IMAGE)
+    prompts = {"point_coords": np.array([SAMPLE_POINT]), "point_labels": np.array([1.0]),
+               "box": np.array(SAMPLE_BOX)}
+    with Predictor.load(bundle, backend=args.backend) as predictor:
+        result = segment(image, predictor, prompts)
+        write_outputs(result, output, None)
+        weights = "bundle " + str(bundle) if args.bundle else weights_in_use().description
+        report(result, predictor, args.json, {"overlay": output, "weights": weights})
+    if not args.bundle and not args.checkpoint and weights_in_use().kind == "random":
+        logger.warning("note: %s", RANDOM_WEIGHTS_NOTE)
+    return 0

@@ -1,0 +1,173 @@
+"""`edgesam segment`: masks for points or boxes on one image, an overlay and scores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..cli import parse_floats
+from ..errors import EdgeSamError, OutputExists
+
+HELP = "segment an image from point or box prompts and write an overlay"
+logger = logging.getLogger(__name__)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--bundle / --checkpoint / --backend, shared by the commands that run a model."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--bundle", metavar="DIR", help="bundle folder (default: the cached default bundle)")
+    g.add_argument("--checkpoint", metavar="PTH", help="official checkpoint; exported to a bundle in the cache first")
+    p.add_argument("--backend", default="auto", help="backend name or 'auto' (default)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="image file (PNG, JPEG, ...)")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",
+                   help="point prompt in image pixels; LABEL 1 positive (default) or 0 negative; repeatable")
+    p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1",
+                   help="box prompt in image pixels; several boxes are segmented as several objects")
+    add_model_arguments(p)
+    p.add_argument("-o", "--output", metavar="PNG", help="write the overlay here")
+    p.add_argument("--masks-out", metavar="NPZ", help="write masks (bool) and scores to an .npz")
+    p.add_argument("--multimask", type=int, default=3, choices=(1, 3, 4), help="masks per object (default 3)")
+    p.add_argument("--all-masks", action="store_true", help="draw every mask, not only the best per object")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def resolve_bundle(args: argparse.Namespace) -> Path:
+    """The bundle a command runs: --bundle, --checkpoint (exported into the cache) or the default."""
+    from ..cache import cache_dir, default_bundle
+
+    if getattr(args, "bundle", None):
+        return Path(args.bundle)
+    if getattr(args, "checkpoint", None):
+        from ..bundle import sha256_file
+        from ..model.export import export_onnx
+
+        ckpt = Path(args.checkpoint)
+        if not ckpt.is_file():
+            raise EdgeSamError(f"checkpoint {args.checkpoint!r} does not exist")
+        out = cache_dir() / "bundles" / f"ckpt-{sha256_file(ckpt)[:12]}-s1024"
+        if not (out / "manifest.json").is_file():
+            export_onnx(str(ckpt), out, force=True)
+        return out
+    return default_bundle()
+
+
+def check_writable(path: Optional[str], force: bool) -> None:
+    """Refuse an existing output file without --force, or a missing folder."""
+    if not path:
+        return
+    p = Path(path).expanduser()
+    if p.exists() and not force:
+        raise OutputExists(f"{path!r} exists: pass --force to overwrite it")
+    if not p.parent.is_dir():
+        raise EdgeSamError(f"cannot write {path!r}: folder {str(p.parent)!r} does not exist")
+
+
+def parse_prompts(points: List[str], boxes: List[str]) -> Dict[str, Any]:
+    """CLI prompt strings -> predict() keyword arguments (several boxes: one object each)."""
+    kw: Dict[str, Any] = {}
+    if points:
+        parsed = [parse_floats(p, (2, 3), "--point") for p in points]
+        kw["point_coords"] = np.array([p[:2] for p in parsed])
+        kw["point_labels"] = np.array([p[2] if len(p) == 3 else 1.0 for p in parsed])
+    if boxes:
+        b = np.array([parse_floats(x, (4,), "--box") for x in boxes])
+        kw["box"] = b[0] if len(b) == 1 else b
+        if len(b) > 1 and points:
+            kw["point_coords"] = np.repeat(kw["point_coords"][None], len(b), 0)
+            kw["point_labels"] = np.repeat(kw["point_labels"][None], len(b), 0)
+    if not kw:
+        raise EdgeSamError("no prompt: give --point X,Y[,LABEL] and/or --box X0,Y0,X1,Y1")
+    return kw
+
+
+def segment(image: np.ndarray, predictor: Any, prompts: Dict[str, Any], multimask: int = 3,
+            all_masks: bool = False) -> Dict[str, Any]:
+    """Run one segmentation and draw its overlay.
+
+    Returns a dict with ``masks (K, C, H, W)`` bool, ``scores (K, C)``, ``best (K,)``,
+    ``overlay`` HxWx3 uint8 and ``timings`` (ms).
+    """
+    from ..overlay import color_for, draw_box, draw_mask, draw_points
+
+    t0 = time.perf_counter()
+    predictor.set_image(image)
+    timings = dict(predictor.last_timings)
+    masks, scores, _ = predictor.predict(num_multimask_outputs=multimask, **prompts)
+    timings.update(predictor.last_timings)
+    timings["total"] = 1e3 * (time.perf_counter() - t0)
+    if masks.ndim == 3:
+        masks, scores = masks[None], scores[None]
+    best = scores.argmax(1)
+    overlay = image.copy()
+    for k in range(masks.shape[0]):
+        picks = range(masks.shape[1]) if all_masks else [best[k]]
+        for j, c in enumerate(picks):
+            draw_mask(overlay, masks[k, c], color_for(k * masks.shape[1] + j if all_masks else k))
+    if "point_coords" in prompts:
+        pts = np.asarray(prompts["point_coords"]).reshape(-1, 2)
+        draw_points(overlay, pts, np.asarray(prompts["point_labels"]).reshape(-1))
+    if "box" in prompts:
+        for k, b in enumerate(np.asarray(prompts["box"]).reshape(-1, 4)):
+            draw_box(overlay, b, color_for(k), f"#{k} {scores[k, best[k]]:.2f}")
+    return {"masks": masks, "scores": scores, "best": best, "overlay": overlay, "timings": timings}
+
+
+def report(result: Dict[str, Any], predictor: Any, as_json: bool, extra: Optional[Dict[str, Any]] = None) -> None:
+    """Print scores and timings (a table, or JSON with --json)."""
+    info = {
+        "backend": predictor.backend_name,
+        "bundle": str(predictor.bundle.root) if predictor.bundle is not None else None,
+        "score_type": predictor.score,
+        "objects": [
+            {"scores": [round(float(s), 4) for s in row], "best": int(b),
+             "area": int(result["masks"][k, b].sum())}
+            for k, (row, b) in enumerate(zip(result["scores"], result["best"]))
+        ],
+        "timings_ms": {k: round(v, 1) for k, v in result["timings"].items()},
+        **(extra or {}),
+    }
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"backend {info['backend']}  ({info['score_type']} scores)")
+    for k, obj in enumerate(info["objects"]):
+        scores = "  ".join(f"{s:.3f}" for s in obj["scores"])
+        print(f"object {k}: scores {scores}  best mask {obj['best']} ({obj['area']} px)")
+    print("timings ms: " + ", ".join(f"{k} {v}" for k, v in info["timings_ms"].items()))
+    for key, value in (extra or {}).items():
+        print(f"{key}: {value}")
+
+
+def write_outputs(result: Dict[str, Any], output: Optional[str], masks_out: Optional[str]) -> None:
+    from ..imageio import write_image
+
+    if output:
+        write_image(output, result["overlay"])
+    if masks_out:
+        np.savez_compressed(masks_out, masks=result["masks"], scores=result["scores"], best=result["best"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..imageio import read_image
+    from ..predictor import Predictor
+
+    prompts = parse_prompts(args.point, args.box)
+    check_writable(args.output, args.force)
+    check_writable(args.masks_out, args.force)
+    image = read_image(args.image)
+    with Predictor.load(resolve_bundle(args), backend=args.backend) as predictor:
+        result = segment(image, predictor, prompts, args.multimask, args.all_masks)
+        write_outputs(result, args.output, args.masks_out)
+        extra = {k: v for k, v in (("overlay", args.output), ("masks", args.masks_out)) if v}
+        report(result, predictor, args.json, extra)
+    return 0

@@ -1,0 +1,42 @@
+"""The default bundle is exported once into the cache, from the weights in use."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from edgesam_edge import cache
+
+
+@pytest.fixture
+def clean_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGESAM_CHECKPOINT", raising=False)
+    monkeypatch.setattr(cache, "DEMO_CHECKPOINT", tmp_path / "no-demo.safetensors")
+    return tmp_path / "cache"
+
+
+def test_random_weights_are_flagged_and_cached(clean_cache, caplog, monkeypatch):
+    monkeypatch.setattr("edgesam_edge.weights.configured_checkpoint", lambda: None, raising=False)
+    assert cache.weights_in_use().kind == "random"
+    with caplog.at_level(logging.WARNING, logger="edgesam_edge"):
+        first = cache.default_bundle(input_size=128)
+    assert "RANDOM weights" in caplog.text
+    assert first.parent.parent == clean_cache and (first / "manifest.json").is_file()
+    stamp = (first / "encoder.onnx").stat().st_mtime_ns
+    caplog.clear()
+    assert cache.default_bundle(input_size=128) == first
+    assert (first / "encoder.onnx").stat().st_mtime_ns == stamp  # not exported again
+    # a damaged cache entry is rebuilt, not used
+    (first / "decoder.onnx").write_bytes(b"broken")
+    again = cache.default_bundle(input_size=128)
+    from edgesam_edge.bundle import load_bundle
+
+    load_bundle(again)
+
+
+def test_configured_checkpoint_wins(clean_cache, monkeypatch, reference_checkpoint):
+    monkeypatch.setattr("edgesam_edge.weights.configured_checkpoint", lambda: reference_checkpoint, raising=False)
+    w = cache.weights_in_use()
+    assert w.kind == "official" and w.path == reference_checkpoint and len(w.sha256) == 64

@@ -1,0 +1,75 @@
+"""Pre/post-processing geometry and the Pillow-exact resize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgesam_edge import transforms as T
+from edgesam_edge.names import PIXEL_MEAN, PIXEL_STD
+
+
+@pytest.mark.parametrize("h, w, size, want", [
+    (512, 512, 1024, (1024, 1024)), (300, 451, 1024, (681, 1024)), (97, 223, 1024, (445, 1024)),
+    (1080, 1920, 1024, (576, 1024)), (480, 640, 256, (192, 256)),
+])
+def test_preprocess_shape(h, w, size, want):
+    assert T.preprocess_shape(h, w, size) == want
+
+
+@pytest.mark.parametrize("shape", [(97, 223), (300, 451), (1080, 1920), (31, 17)])
+def test_exact_resize_matches_pillow(shape):
+    PIL = pytest.importorskip("PIL.Image", reason="Pillow is the reference for the exact resize")
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    nh, nw = T.preprocess_shape(*shape, 1024)
+    want = np.asarray(PIL.fromarray(img).resize((nw, nh), PIL.BILINEAR))
+    got = T.resize_longest_side(img, 1024, "exact")
+    np.testing.assert_array_equal(got, want)
+    fast = T.resize_longest_side(img, 1024, "fast")
+    assert fast.shape == want.shape
+    if nh > shape[0]:  # upscaling: OpenCV's bilinear is within a grey level or two of Pillow's
+        assert np.abs(fast.astype(int) - want).max() <= 2
+
+
+def test_prepare_normalises_and_pads():
+    img = np.full((100, 50, 3), 200, np.uint8)
+    x = T.prepare(img, 256)
+    assert x.shape == (1, 3, 256, 256) and x.dtype == np.float32
+    want = (200 - np.asarray(PIXEL_MEAN)) / np.asarray(PIXEL_STD)
+    np.testing.assert_allclose(x[0, :, 10, 10], want, rtol=1e-5)
+    assert np.all(x[0, :, :, 128:] == 0) and np.all(x[0, :, 256:, :] == 0)
+    buf = np.full((1, 3, 256, 256), 7.0, np.float32)
+    y = T.prepare(img, 256, out=buf)
+    assert y is buf and np.all(buf[0, :, :, 128:] == 0)
+
+
+def test_coordinate_transforms():
+    c = T.to_model_coords(np.array([[451.0, 300.0], [0.0, 0.0]]), (300, 451), 1024)
+    np.testing.assert_allclose(c, [[1024.0, 681.0], [0.0, 0.0]], rtol=1e-6)
+    b = T.to_model_boxes(np.array([[0, 0, 451, 300]]), (300, 451), 1024)
+    assert b.shape == (1, 2, 2)
+    np.testing.assert_allclose(b.reshape(-1), [0, 0, 1024, 681], rtol=1e-6)
+
+
+def test_masks_to_frame_crops_padding():
+    low = np.full((2, 3, 64, 64), -10.0, np.float32)
+    low[:, :, :, :32] = 10.0  # left half of the padded input frame
+    out = T.masks_to_frame(low, input_size=(128, 256), original_size=(50, 100), size=256)
+    assert out.shape == (2, 3, 50, 100)
+    assert (out[..., :45] > 0).all() and (out[..., 55:] < 0).all()
+
+
+def test_stability_score():
+    m = np.full((1, 10, 10), -2.0, np.float32)
+    m[0, :5] = 2.0
+    m[0, 5:8] = 0.5
+    assert T.stability_score(m)[0] == pytest.approx(50 / 80)
+
+
+@pytest.mark.parametrize("fmt", ["XYZ", "rgb"])
+def test_unknown_image_format(fmt):
+    from edgesam_edge.errors import InvalidImage
+
+    with pytest.raises(InvalidImage, match="image_format"):
+        T.check_image(np.zeros((4, 4, 3), np.uint8), fmt)
