@@ -13,12 +13,12 @@ from edgesam_edge import cache
 def clean_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("EDGESAM_CHECKPOINT", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no user-configured weights
     monkeypatch.setattr(cache, "DEMO_CHECKPOINT", tmp_path / "no-demo.safetensors")
     return tmp_path / "cache"
 
 
 def test_random_weights_are_flagged_and_cached(clean_cache, caplog, monkeypatch):
-    monkeypatch.setattr("edgesam_edge.weights.configured_checkpoint", lambda: None, raising=False)
     assert cache.weights_in_use().kind == "random"
     with caplog.at_level(logging.WARNING, logger="edgesam_edge"):
         first = cache.default_bundle(input_size=128)
@@ -37,6 +37,6 @@ def test_random_weights_are_flagged_and_cached(clean_cache, caplog, monkeypatch)
 
 
 def test_configured_checkpoint_wins(clean_cache, monkeypatch, reference_checkpoint):
-    monkeypatch.setattr("edgesam_edge.weights.configured_checkpoint", lambda: reference_checkpoint, raising=False)
+    monkeypatch.setenv("EDGESAM_CHECKPOINT", str(reference_checkpoint))
     w = cache.weights_in_use()
     assert w.kind == "official" and w.path == reference_checkpoint and len(w.sha256) == 64
