@@ -1,0 +1,113 @@
+"""One conformance suite for every installed backend and precision.
+
+Each case opens an Encoder and a Decoder and is checked for shapes, dtypes,
+dynamic prompt batches (B objects, N points) and agreement with the FP32 ONNX
+bundle on ONNX Runtime (itself checked against the original outputs in
+tests/test_predictor.py). A case whose backend is not installed is skipped
+with the reason the registry gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+import numpy as np
+import pytest
+
+from edgesam_edge import Predictor
+from edgesam_edge.engines.base import available
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str
+    precision: str
+    open: Callable[[Dict], Predictor]
+    #: minimum mean mask IoU against the FP32 ONNX bundle on the test prompts
+    min_iou: float
+    #: max abs difference of low-res logits (None: not compared, e.g. int8)
+    logits_atol: float = None
+
+
+def _onnx_fp32(ctx):
+    return Predictor.load(ctx["bundle"], backend="onnxruntime")
+
+
+def _torch_reference(ctx):
+    return Predictor.from_checkpoint(ctx["checkpoint"], upsample="bilinear", score="stability", input_size=1024)
+
+
+CASES = [
+    Case("onnxruntime", "fp32", _onnx_fp32, 0.999, 1e-3),
+    Case("torch", "fp32", _torch_reference, 0.99, 2e-2),
+]
+
+
+def _installed(name: str) -> bool:
+    return any(b.name == name and b.available for b in available())
+
+
+@pytest.fixture(scope="module")
+def ctx(onnx_bundle, reference_checkpoint, reference_images):
+    baseline = Predictor.load(onnx_bundle, backend="onnxruntime")
+    return {"bundle": onnx_bundle, "checkpoint": str(reference_checkpoint), "images": reference_images,
+            "baseline": baseline}
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c.backend}-{c.precision}")
+def case(request, ctx):
+    c = request.param
+    info = {b.name: b for b in available()}.get(c.backend)
+    if info is None or not info.available:
+        pytest.skip(f"backend {c.backend} is not installed here: {info.reason if info else 'not registered'}")
+    pred = c.open(ctx)
+    yield c, pred
+    pred.close()
+
+
+def test_encoder_shapes_and_agreement(case, ctx):
+    c, pred = case
+    x = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)
+    emb = pred.encoder(x)
+    assert emb.shape == (1, 256, 64, 64) and emb.dtype == np.float32
+    want = ctx["baseline"].encoder(x)
+    cos = float((emb * want).sum() / np.linalg.norm(emb) / np.linalg.norm(want))
+    assert cos > (0.999 if c.logits_atol else 0.9)
+
+
+@pytest.mark.parametrize("b, n", [(1, 1), (1, 5), (4, 2), (16, 3)])
+def test_decoder_dynamic_batch(case, ctx, b, n):
+    c, pred = case
+    rng = np.random.default_rng(b * 10 + n)
+    emb = ctx["baseline"].encoder(np.zeros((1, 3, 1024, 1024), np.float32))
+    coords = rng.uniform(0, 1024, (b, n, 2)).astype(np.float32)
+    labels = rng.choice([0.0, 1.0, -1.0], (b, n)).astype(np.float32)
+    labels[:, 0] = 1.0
+    scores, masks = pred.decoder(emb, coords, labels)
+    assert scores.shape == (b, 4) and masks.shape == (b, 4, 256, 256)
+    assert scores.dtype == np.float32 and masks.dtype == np.float32
+    if c.logits_atol is not None:
+        _, want = ctx["baseline"].decoder(emb, coords, labels)
+        assert np.abs(masks - want).max() <= c.logits_atol * max(1.0, np.abs(want).max() / 50)
+
+
+@pytest.mark.parametrize("image_name", ["astronaut", "chelsea"])
+def test_end_to_end_masks_agree(case, ctx, image_name):
+    c, pred = case
+    img = ctx["images"][image_name]
+    h, w = img.shape[:2]
+    boxes = np.array([[w * 0.1, h * 0.1, w * 0.6, h * 0.7], [w * 0.4, h * 0.3, w * 0.9, h * 0.9]])
+    points = np.array([[[w * 0.5, h * 0.45]], [[w * 0.2, h * 0.8]]])
+    base = ctx["baseline"]
+    base.set_image(img)
+    pred.set_image(img)
+    ious = []
+    for kw in (dict(box=boxes), dict(point_coords=points, point_labels=np.ones((2, 1)))):
+        m, s, _ = pred.predict(num_multimask_outputs=4, **kw)
+        mb, sb, _ = base.predict(num_multimask_outputs=4, **kw)
+        assert m.shape == mb.shape == (2, 4, h, w)
+        inter = (m & mb).sum((-1, -2))
+        union = (m | mb).sum((-1, -2))
+        ious.append(np.where(union == 0, 1.0, inter / np.maximum(union, 1)))
+    assert float(np.mean(ious)) >= c.min_iou
