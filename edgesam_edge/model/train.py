@@ -1,0 +1,356 @@
+"""Training the small demo checkpoint (``edgesam train-demo``) on synthetic scenes.
+
+The full EdgeSAM architecture (same modules and key layout as the official
+checkpoints, so ``sam_model_registry["edge_sam"](checkpoint=...)`` loads the
+result) is trained from scratch at a small input size on scenes from the
+synthetic scene generator (:mod:`edgesam_edge.camera.synthetic`): textured
+objects of many shapes, sizes and colours over textured backgrounds, with
+occlusion, blur and noise.
+
+Prompts are sampled as SAM's training does: a positive point inside the
+object, sometimes extra positive/negative points, or the object's box with
+jitter. Losses are SAM's: focal (weight 20) + dice (weight 1) on the mask with
+the lowest loss among the candidate outputs (masks 1..3 for an ambiguous single
+point, mask 0 otherwise), and MSE between the IoU head and the true IoU.
+
+This is a demo model, not a substitute for the official weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import EdgeSamError, OutputExists
+from ..names import PIXEL_MEAN, PIXEL_STD
+from .build import build_edge_sam
+from .checkpoint import read_state_dict
+
+logger = logging.getLogger(__name__)
+
+#: scene sampler: (rng, size) -> (HxWx3 uint8 RGB image, list of HxW bool object masks)
+SceneFn = Callable[[np.random.Generator, int], Tuple[np.ndarray, List[np.ndarray]]]
+
+
+@dataclass
+class TrainConfig:
+    """What ``train-demo`` runs (recorded in the training state and the model card)."""
+
+    input_size: int = 256
+    steps: int = 3000
+    batch_images: int = 8
+    objects_per_image: int = 3
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    seed: int = 0
+    upsample: str = "bilinear"
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
+    iou_weight: float = 1.0
+    checkpoint_every: int = 200
+
+
+def random_scene(rng: np.random.Generator, size: int) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """A training image ``size`` x ``size`` and its visible object masks.
+
+    A random frame of a random :class:`~edgesam_edge.camera.synthetic.SyntheticScene`
+    (1 to 6 objects), rendered up to 2.5x larger and cropped so that object
+    sizes vary, then blurred and noised at random.
+    """
+    import cv2
+
+    from ..camera.synthetic import SyntheticScene
+
+    zoom = float(rng.uniform(1.0, 2.5))
+    side = int(size * zoom)
+    scene = SyntheticScene(side, side, objects=int(rng.integers(1, 7)), seed=int(rng.integers(0, 2**31 - 1)),
+                           motion=1.0, fps=30.0)
+    image, masks = scene.render(int(rng.integers(0, 3000)))
+    y0, x0 = (int(rng.integers(0, side - size + 1)) for _ in range(2))
+    image = np.ascontiguousarray(image[y0:y0 + size, x0:x0 + size])
+    crops = [m[y0:y0 + size, x0:x0 + size] for m in masks.values()]
+    if rng.random() < 0.3:
+        k = int(rng.choice([3, 5]))
+        image = cv2.GaussianBlur(image, (k, k), 0)
+    if rng.random() < 0.5:
+        noise = rng.normal(0, rng.uniform(2, 10), image.shape)
+        image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    return image, crops
+
+
+def default_scene_fn() -> SceneFn:
+    """Training scenes from the camera package's synthetic generator."""
+    return random_scene
+
+
+# -- prompts ---------------------------------------------------------------------------------
+def sample_prompt(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """Points ``(N, 2)`` + labels ``(N,)`` for one object, and whether the prompt is ambiguous.
+
+    Half the prompts are the mask's box with jitter (corners labelled 2, 3),
+    the rest one positive point inside the object plus, sometimes, more
+    positive points inside and negative points just outside.
+    """
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    if rng.random() < 0.5:
+        x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+        bw, bh = x1 - x0 + 1, y1 - y0 + 1
+        jitter = rng.normal(0, 0.08, 4) * np.array([bw, bh, bw, bh])
+        box = np.clip(np.array([x0, y0, x1, y1], float) + jitter, 0, [w - 1, h - 1, w - 1, h - 1])
+        box[2:] = np.maximum(box[2:], box[:2] + 1)
+        return box.reshape(2, 2), np.array([2.0, 3.0]), False
+    i = rng.integers(len(xs))
+    pts = [[xs[i], ys[i]]]
+    labels = [1.0]
+    extra = rng.integers(0, 3)
+    if extra:
+        for _ in range(extra):
+            if rng.random() < 0.5:
+                j = rng.integers(len(xs))
+                pts.append([xs[j], ys[j]])
+                labels.append(1.0)
+            else:
+                ring = _ring(mask)
+                ry, rx = np.nonzero(ring)
+                if len(rx):
+                    j = rng.integers(len(rx))
+                    pts.append([rx[j], ry[j]])
+                    labels.append(0.0)
+    pts_arr = np.asarray(pts, float) + rng.uniform(-0.5, 0.5, (len(pts), 2))
+    return pts_arr, np.asarray(labels), len(pts) == 1
+
+
+def _ring(mask: np.ndarray, width: int = 9) -> np.ndarray:
+    import cv2
+
+    k = np.ones((width, width), np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), k).astype(bool) & ~mask
+
+
+# -- losses ----------------------------------------------------------------------------------
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Per-mask sigmoid focal loss ``(..., H, W)`` -> ``(...)``, averaged over pixels."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    pt = p * target + (1 - p) * (1 - target)
+    loss = ce * (1 - pt) ** gamma
+    loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.mean((-1, -2))
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-mask soft dice loss ``(..., H, W)`` -> ``(...)``."""
+    p = torch.sigmoid(logits).flatten(-2)
+    t = target.flatten(-2)
+    return 1 - (2 * (p * t).sum(-1) + 1) / (p.sum(-1) + t.sum(-1) + 1)
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of ``logits > 0`` with the target, ``(..., H, W)`` -> ``(...)``."""
+    pred = logits > 0
+    t = target > 0.5
+    inter = (pred & t).flatten(-2).sum(-1).float()
+    union = (pred | t).flatten(-2).sum(-1).float()
+    return inter / union.clamp(min=1)
+
+
+# -- batches ---------------------------------------------------------------------------------
+def make_batch(scene_fn: SceneFn, rng: np.random.Generator, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+    """Images ``(I, 3, S, S)`` normalised, and per prompt: image index, points, labels, target, ambiguity."""
+    s = cfg.input_size
+    mean = np.asarray(PIXEL_MEAN, np.float32)[:, None, None]
+    std = np.asarray(PIXEL_STD, np.float32)[:, None, None]
+    images, img_idx, coords, labels, targets, ambiguous = [], [], [], [], [], []
+    max_n = 4
+    for i in range(cfg.batch_images):
+        img, masks = scene_fn(rng, s)
+        masks = [m for m in masks if m.sum() >= 16]
+        images.append((img.transpose(2, 0, 1).astype(np.float32) - mean) / std)
+        if not masks:
+            continue
+        for j in rng.permutation(len(masks))[: cfg.objects_per_image]:
+            pts, lab, amb = sample_prompt(masks[j], rng)
+            pad = max_n - len(lab)
+            coords.append(np.concatenate([pts, np.zeros((pad, 2))]))
+            labels.append(np.concatenate([lab, -np.ones(pad)]))
+            targets.append(masks[j])
+            img_idx.append(i)
+            ambiguous.append(amb)
+    return {
+        "images": torch.from_numpy(np.stack(images)),
+        "img_idx": torch.as_tensor(img_idx, dtype=torch.long),
+        "coords": torch.as_tensor(np.stack(coords), dtype=torch.float32),
+        "labels": torch.as_tensor(np.stack(labels), dtype=torch.float32),
+        "targets": torch.as_tensor(np.stack(targets), dtype=torch.float32),
+        "ambiguous": torch.as_tensor(ambiguous, dtype=torch.bool),
+    }
+
+
+def forward_losses(model: torch.nn.Module, batch: Dict[str, torch.Tensor], cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+    """One forward pass: the losses and the batch's mean IoU of the chosen masks."""
+    emb = model.image_encoder(batch["images"])[batch["img_idx"]]
+    sparse = model.prompt_encoder.embed_labelled_points(batch["coords"], batch["labels"])
+    dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+    pe = model.prompt_encoder.get_dense_pe()
+    low, iou_pred = model.mask_decoder.predict_masks(emb, pe, sparse, dense)
+    s = cfg.input_size
+    logits = F.interpolate(low, (s, s), mode="bilinear", align_corners=False)
+    target = batch["targets"][:, None].expand_as(logits)
+    per_mask = cfg.focal_weight * focal_loss(logits, target) + cfg.dice_weight * dice_loss(logits, target)
+    # ambiguous prompts: best of masks 1..3; others: mask 0 only
+    inf = torch.full_like(per_mask, float("inf"))
+    amb = batch["ambiguous"][:, None]
+    allowed = torch.where(amb, torch.tensor([False, True, True, True]), torch.tensor([True, False, False, False]))
+    chosen_loss, chosen = torch.where(allowed, per_mask, inf).min(1)
+    with torch.no_grad():
+        true_iou = mask_iou(logits, target)
+    iou_loss = F.mse_loss(iou_pred, true_iou, reduction="none")
+    iou_loss = (iou_loss * allowed).sum(1) / allowed.sum(1)
+    loss = chosen_loss.mean() + cfg.iou_weight * iou_loss.mean()
+    picked = true_iou.gather(1, chosen[:, None])[:, 0]
+    return {"loss": loss, "mask_loss": chosen_loss.mean(), "iou_loss": iou_loss.mean(), "miou": picked.mean()}
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup then cosine decay to 5% of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+# -- the loop --------------------------------------------------------------------------------
+def state_path(checkpoint: Path) -> Path:
+    """Where the resumable training state of ``checkpoint`` lives."""
+    return checkpoint.with_name(checkpoint.name + ".train-state.pt")
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, half: bool = True) -> None:
+    """Write the official-layout state_dict (float16 storage by default) atomically."""
+    sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(sd, str(tmp))
+    os.replace(tmp, path)
+
+
+def train_demo(
+    out: Union[str, Path],
+    cfg: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    force: bool = False,
+    scene_fn: Optional[SceneFn] = None,
+    progress: bool = True,
+) -> Path:
+    """Train and write the demo checkpoint at ``out``; returns its path.
+
+    Refuses an existing ``out`` unless ``resume`` (continue from its training
+    state) or ``force`` (start over).
+    """
+    out = Path(out).expanduser()
+    if cfg.input_size < 64 or cfg.input_size % 64:
+        raise EdgeSamError(f"--input-size {cfg.input_size} is not a positive multiple of 64")
+    if cfg.steps < 1:
+        raise EdgeSamError(f"--steps {cfg.steps} must be at least 1")
+    if not out.parent.is_dir():
+        raise EdgeSamError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    if out.exists() and not (resume or force):
+        raise OutputExists(f"{str(out)!r} exists: pass --resume to continue training it or --force to start over")
+    scene_fn = scene_fn or default_scene_fn()
+    torch.manual_seed(cfg.seed)
+    model = build_edge_sam(None, upsample_mode=cfg.upsample, img_size=cfg.input_size).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    sp = state_path(out)
+    if resume and sp.is_file():
+        state = torch.load(str(sp), map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        logger.info("resuming at step %d", step)
+    elif resume:
+        raise EdgeSamError(f"--resume: no training state {str(sp)!r} next to the checkpoint")
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-demo", unit="step")
+    ema: Dict[str, float] = {}
+    t0 = time.time()
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, step])  # each step's data depends only on (seed, step)
+        batch = make_batch(scene_fn, rng, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        losses = forward_losses(model, batch, cfg)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, v in losses.items():
+            val = float(v.detach())
+            ema[k] = 0.95 * ema.get(k, val) + 0.05 * val
+        bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
+        bar.update(1)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            model.eval()
+            save_checkpoint(model, out)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                        "config": asdict(cfg)}, str(sp))
+            model.train()
+            logger.info("step %d: loss %.4f, train mIoU %.3f (%.0f s)", step, ema["loss"], ema["miou"],
+                        time.time() - t0)
+    bar.close()
+    return out
+
+
+def load_demo_weights(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
+    """The demo checkpoint's state_dict (float16 on disk, float32 here)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in read_state_dict(path).items()}
+
+
+def evaluate(checkpoint: Union[str, Path], seeds: range = range(10_000, 10_050), input_size: int = 256,
+             scene_fn: Optional[SceneFn] = None) -> Dict[str, float]:
+    """Mean IoU of the best-scored mask on held-out scenes (seeds never used in training).
+
+    Point prompt: one positive point at the object's most interior pixel (multimask, best
+    IoU-head score); box prompt: the object's tight box (single mask).
+    """
+    import cv2
+
+    from .predictor import SamPredictor
+
+    scene_fn = scene_fn or default_scene_fn()
+    sam = build_edge_sam(None, upsample_mode="bilinear", img_size=input_size)
+    from .checkpoint import load_into
+
+    load_into(sam, load_demo_weights(checkpoint), str(checkpoint))
+    pred = SamPredictor(sam)
+    point_ious, box_ious = [], []
+    for seed in seeds:
+        img, masks = scene_fn(np.random.default_rng([seed]), input_size)
+        pred.set_image(img)
+        for m in masks:
+            if m.sum() < 64:
+                continue
+            dist = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
+            y, x = np.unravel_index(np.argmax(dist), dist.shape)
+            out, scores, _ = pred.predict(np.array([[x, y]], float), np.array([1]), num_multimask_outputs=3)
+            best = out[int(np.argmax(scores))]
+            point_ious.append((best & m).sum() / max(1, (best | m).sum()))
+            ys, xs = np.nonzero(m)
+            out, _, _ = pred.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
+                                     num_multimask_outputs=1)
+            box_ious.append((out[0] & m).sum() / max(1, (out[0] | m).sum()))
+    return {"point_miou": float(np.mean(point_ious)), "box_miou": float(np.mean(box_ious)),
+            "objects": len(point_ious), "scenes": len(seeds)}
