@@ -1,0 +1,147 @@
+"""Sparse optical flow for carrying masks between frames (OpenCV only).
+
+One pyramidal Lucas-Kanade pass per frame for every object at once (forward and
+backward, to reject bad tracks), then per object a robust similarity fit
+(``cv2.estimateAffinePartial2D`` with RANSAC) and a warp of its mask.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "IDENTITY",
+           "mask_box", "interior_points"]
+
+#: 2x3 identity transform.
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
+_LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
+def mask_box(mask: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+    """Tight box (x0, y0, x1, y1), exclusive ends, of an HxW bool mask; None when empty."""
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8, copy=False))
+    if w == 0 or h == 0:
+        return None
+    return x, y, x + w, y + h
+
+
+def features_in(gray: np.ndarray, region: np.ndarray, box: Tuple[int, int, int, int], max_points: int = 60) -> np.ndarray:
+    """Up to ``max_points`` good features of ``gray`` inside ``region`` (HxW bool) within ``box``: (N, 2) float32.
+
+    Falls back to a grid of points inside the region when it has little texture.
+    """
+    x0, y0, x1, y1 = box
+    roi = region[y0:y1, x0:x1].astype(np.uint8)
+    if roi.size == 0 or not roi.any():
+        return np.zeros((0, 2), np.float32)
+    inner = cv2.erode(roi, np.ones((3, 3), np.uint8)) if min(roi.shape) > 12 else roi
+    if not inner.any():
+        inner = roi
+    pts = cv2.goodFeaturesToTrack(gray[y0:y1, x0:x1], maxCorners=max_points, qualityLevel=0.01, minDistance=4,
+                                  mask=inner, blockSize=5)
+    pts = np.zeros((0, 2), np.float32) if pts is None else pts.reshape(-1, 2)
+    if len(pts) < 12:  # add a coarse grid so flat objects still move
+        ys, xs = np.nonzero(inner)
+        step = max(1, len(xs) // 24)
+        grid = np.stack([xs[::step], ys[::step]], 1).astype(np.float32)
+        pts = np.concatenate([pts, grid[:max_points]], 0)
+    return (pts + np.array([x0, y0], np.float32)).astype(np.float32)
+
+
+def track_points(prev: np.ndarray, cur: np.ndarray, pts: np.ndarray,
+                 fb_threshold: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
+    """LK from ``prev`` to ``cur`` (HxW uint8 grey images) with a forward-backward check.
+
+    Returns (new positions (N, 2) float32, ok (N,) bool).
+    """
+    if len(pts) == 0:
+        return pts.reshape(0, 2), np.zeros(0, bool)
+    p0 = pts.reshape(-1, 1, 2).astype(np.float32)
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **_LK)
+    p0r, st2, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1, None, **_LK)
+    fb = np.linalg.norm((p0 - p0r).reshape(-1, 2), axis=1)
+    ok = (st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb < fb_threshold)
+    return p1.reshape(-1, 2), ok
+
+
+def fit_motion(p0: np.ndarray, p1: np.ndarray, threshold: float = 2.0) -> Tuple[np.ndarray, int]:
+    """A robust similarity transform (2x3 float64) mapping ``p0`` to ``p1``, and its inlier count.
+
+    RANSAC similarity with >= 6 pairs, median translation with fewer, identity with none.
+    """
+    n = len(p0)
+    if n >= 6:
+        m, inl = cv2.estimateAffinePartial2D(p0, p1, method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                             maxIters=500, confidence=0.99, refineIters=10)
+        if m is not None and inl is not None and int(inl.sum()) >= 4:
+            scale = float(np.hypot(m[0, 0], m[1, 0]))
+            if 0.7 < scale < 1.4:  # a frame-to-frame jump in scale is a bad fit, not motion
+                return m.astype(np.float64), int(inl.sum())
+    if n >= 1:
+        d = np.median(p1 - p0, axis=0)
+        m = IDENTITY.copy()
+        m[:, 2] = d
+        return m, n
+    return IDENTITY.copy(), 0
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2x3 transform doing ``a`` then ``b``."""
+    a3 = np.vstack([a, [0.0, 0.0, 1.0]])
+    b3 = np.vstack([b, [0.0, 0.0, 1.0]])
+    return (b3 @ a3)[:2]
+
+
+def warp_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Warp an HxW bool mask by the 2x3 transform ``m`` (bilinear, threshold 0.5) -> HxW bool."""
+    h, w = mask.shape
+    box = mask_box(mask)
+    if box is None:
+        return np.zeros_like(mask, bool)
+    # warp only the region the mask lands in
+    x0, y0, x1, y1 = box
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
+    moved = corners @ m[:, :2].T + m[:, 2]
+    nx0, ny0 = np.floor(moved.min(0)).astype(int) - 2
+    nx1, ny1 = np.ceil(moved.max(0)).astype(int) + 2
+    nx0, ny0, nx1, ny1 = max(nx0, 0), max(ny0, 0), min(nx1, w), min(ny1, h)
+    out = np.zeros((h, w), bool)
+    if nx1 <= nx0 or ny1 <= ny0:
+        return out
+    shifted = m.copy()
+    shifted[0, 2] -= nx0
+    shifted[1, 2] -= ny0
+    warped = cv2.warpAffine(mask.view(np.uint8) * np.uint8(255) if mask.dtype == bool else mask.astype(np.uint8) * 255,
+                            shifted, (nx1 - nx0, ny1 - ny0), flags=cv2.INTER_LINEAR, borderValue=0)
+    out[ny0:ny1, nx0:nx1] = warped > 127
+    return out
+
+
+def warp_points(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 transform to (N, 2) points."""
+    if len(pts) == 0:
+        return pts
+    return (np.asarray(pts, np.float64) @ m[:, :2].T + m[:, 2]).astype(np.float64)
+
+
+def interior_points(mask: np.ndarray, max_points: int = 2) -> List[Tuple[float, float]]:
+    """Points deep inside an HxW bool mask (distance-transform maxima, spread apart), best first."""
+    box = mask_box(mask)
+    if box is None:
+        return []
+    x0, y0, x1, y1 = box
+    roi = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
+    dist = cv2.distanceTransform(roi, cv2.DIST_L2, 5)
+    out: List[Tuple[float, float]] = []
+    best = 0.0
+    for _ in range(max_points):
+        _, val, _, loc = cv2.minMaxLoc(dist)
+        if val <= 0 or (out and val < 0.5 * best):
+            break
+        best = max(best, val)
+        out.append((float(loc[0] - 1 + x0), float(loc[1] - 1 + y0)))
+        cv2.circle(dist, loc, int(max(3, 2.0 * val)), 0, -1)  # next point away from this one
+    return out

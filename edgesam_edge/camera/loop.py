@@ -1,0 +1,367 @@
+"""The real-time loop: capture, encode and track + render run concurrently.
+
+- capture: the source's own thread, always holding only the newest frame;
+- encode: a worker thread that encodes the newest frame the tracker has seen and
+  re-prompts every object on it (:meth:`Tracker.refine`), as fast as the model allows;
+- track + render: the calling thread, at the camera's rate: flow for every frame,
+  overlay, sinks, user prompts, statistics.
+
+It stops at ``max_frames``, at the end of the stream, on a sink's "quit", on Ctrl-C
+(``KeyboardInterrupt`` in the calling thread) or on an error in any part; every
+thread is joined and every sink closed before :meth:`LiveLoop.run` returns or raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import EdgeSamError, InvalidPrompt
+from .render import render_overlay
+from .sinks import Sink, UserEvent
+from .sources import Frame, Source
+from .tracker import LOST, Track, Tracker
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LiveLoop", "Prompt", "percentile_ms"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """An initial prompt, in pixels of the first frame; ``gt_id`` links it to a ground-truth object."""
+
+    points: Optional[Sequence[Sequence[float]]] = None
+    labels: Optional[Sequence[float]] = None
+    box: Optional[Sequence[float]] = None
+    gt_id: Optional[int] = None
+
+
+def percentile_ms(values: Sequence[float], q: float) -> Optional[float]:
+    """The q-th percentile of seconds, in milliseconds (None when empty)."""
+    if not len(values):
+        return None
+    return round(1e3 * float(np.percentile(np.asarray(values, np.float64), q)), 2)
+
+
+class _EncoderWorker:
+    """Encodes the newest frame offered, then re-prompts the tracker on it; one frame at a time."""
+
+    def __init__(self, tracker: Tracker, stop: threading.Event) -> None:
+        self.tracker = tracker
+        self.stop = stop
+        self.error: Optional[BaseException] = None
+        self.count = 0
+        self.encode_s: List[float] = []
+        self.last_frame: Optional[Frame] = None  # the frame of the newest applied embedding
+        self._cond = threading.Condition()
+        self._offered: Optional[Frame] = None
+        self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        self.started_at = time.perf_counter()
+        self._thread.start()
+
+    def offer(self, frame: Frame) -> None:
+        with self._cond:
+            self._offered = frame
+            self._cond.notify()
+
+    def join(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("the encoder thread did not finish within %.0f s", timeout)
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                with self._cond:
+                    if self._offered is None or not self.tracker.needs_embedding():
+                        self._cond.wait(0.05)
+                        continue
+                    frame, self._offered = self._offered, None
+                t0 = time.perf_counter()
+                emb = self.tracker.predictor.encode(frame.image)
+                self.encode_s.append(time.perf_counter() - t0)
+                if len(self.encode_s) > 10000:
+                    del self.encode_s[:5000]
+                if self.stop.is_set():
+                    break
+                self.tracker.refine(emb, frame.index)
+                self.count += 1
+                self.last_frame = frame
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
+            self.error = exc
+            self.stop.set()
+
+
+@dataclass
+class _Stats:
+    frames: int = 0
+    first_display: Optional[float] = None
+    last_display: Optional[float] = None
+    latency: List[float] = field(default_factory=list)
+    mask_age: List[float] = field(default_factory=list)
+    track_ms: List[float] = field(default_factory=list)
+    iou: Dict[int, List[float]] = field(default_factory=dict)  # gt id -> per-frame IoU
+    lost_frames: int = 0
+
+
+class LiveLoop:
+    """Run a source through a tracker into sinks until the stream ends or ``max_frames``.
+
+    Args:
+        source: an (unstarted or started) :class:`Source`; the loop closes it when done.
+        tracker: the tracker, wrapping the predictor.
+        sinks: where frames go (their ``prepare`` is called by :meth:`run` before anything starts).
+        max_frames: stop after this many displayed frames.
+        prompts: initial prompts, in pixels of the first frame.
+        prompt_from_gt: one box prompt per ground-truth object of the first frame (synthetic sources).
+        prime: encode the first frame synchronously when there are initial prompts, so masks show from
+            the start (the first frame is shown once that encoding is done).
+        max_history: cap of latency samples kept (memory stays bounded on long runs).
+    """
+
+    def __init__(self, source: Source, tracker: Tracker, sinks: Sequence[Sink] = (), max_frames: Optional[int] = None,
+                 prompts: Sequence[Prompt] = (), prompt_from_gt: bool = False, prime: bool = True,
+                 max_history: int = 100_000, read_timeout: float = 30.0) -> None:
+        if max_frames is not None and max_frames < 1:
+            raise EdgeSamError(f"max_frames {max_frames} is not a positive number")
+        self.source = source
+        self.tracker = tracker
+        self.sinks = list(sinks)
+        self.max_frames = max_frames
+        self.prompts = list(prompts)
+        self.prompt_from_gt = prompt_from_gt
+        self.prime = prime
+        self.max_history = int(max_history)
+        self.read_timeout = float(read_timeout)
+        self.stop = threading.Event()
+        self.stats: Dict[str, Any] = {}
+        self._gt_of: Dict[int, int] = {}  # track id -> ground-truth id
+        self._st = _Stats()
+        self._worker: Optional[_EncoderWorker] = None
+        self.stop_reason = ""
+
+    # -- prompts -------------------------------------------------------------------------------
+    def _initial_prompts(self, first: Frame) -> None:
+        from .flow import mask_box
+
+        prompts = list(self.prompts)
+        if self.prompt_from_gt:
+            if first.gt is None:
+                raise EdgeSamError(f"--prompt-from-gt needs a source with ground truth (synthetic://), not {self.source.name}")
+            for gid, m in first.gt.items():
+                b = mask_box(m)
+                if b is not None:
+                    prompts.append(Prompt(box=(b[0], b[1], b[2] - 1, b[3] - 1), gt_id=gid))
+        h, w = first.image.shape[:2]
+        for p in prompts:  # validate all before adding any
+            pts = [] if p.points is None else [tuple(q) for q in p.points]
+            corners = [] if p.box is None else [(p.box[0], p.box[1]), (p.box[2], p.box[3])]
+            for x, y in pts + corners:
+                if not (0 <= x <= w and 0 <= y <= h):
+                    raise InvalidPrompt(f"prompt point ({x:g}, {y:g}) is outside the {w}x{h} frame of {self.source.name}")
+        for p in prompts:
+            oid = self.tracker.add(points=p.points, labels=p.labels, box=p.box)
+            if p.gt_id is not None:
+                self._gt_of[oid] = p.gt_id
+
+    def _handle(self, ev: UserEvent) -> None:
+        try:
+            if ev.kind == "quit":
+                self.stop_reason = "quit by the user"
+                self.stop.set()
+            elif ev.kind == "clear":
+                self.tracker.clear()
+                self._gt_of.clear()
+            elif ev.kind == "box" and ev.box is not None:
+                self.tracker.add(box=ev.box)
+            elif ev.kind == "point":
+                if ev.label == 1:
+                    self.tracker.add(points=[(ev.x, ev.y)], labels=[1])
+                else:
+                    target = self.tracker.object_at(ev.x, ev.y)
+                    ids = self.tracker.ids
+                    if target is None and ids:
+                        target = ids[-1]
+                    if target is not None:
+                        self.tracker.add(points=[(ev.x, ev.y)], labels=[0], object_id=target)
+        except InvalidPrompt as exc:  # a click outside the frame: ignore it, keep running
+            logger.warning("ignored prompt: %s", exc)
+
+    # -- statistics ----------------------------------------------------------------------------
+    def _measure(self, frame: Frame, tracks: List[Track], shown: float) -> None:
+        st = self._st
+        st.frames += 1
+        if st.first_display is None:
+            st.first_display = shown
+        st.last_display = shown
+        if len(st.latency) < self.max_history:
+            st.latency.append(shown - frame.timestamp)
+            w = self._worker
+            if w is not None and w.last_frame is not None:
+                st.mask_age.append(shown - w.last_frame.timestamp)
+        st.lost_frames += sum(1 for t in tracks if t.state == LOST)
+        if frame.gt is None:
+            return
+        for t in tracks:
+            gid = self._gt_of.get(t.id)
+            if gid is None and t.box is not None:  # a user prompt: bind it to the object it covers best
+                gid = _best_gt(t.mask, frame.gt)
+                if gid is None:
+                    continue
+                self._gt_of[t.id] = gid
+            if gid is None or gid not in frame.gt:
+                continue
+            vals = st.iou.setdefault(gid, [])
+            if len(vals) < self.max_history:
+                vals.append(_iou(t.mask, frame.gt[gid]))
+
+    def _summary(self) -> Dict[str, Any]:
+        st = self._st
+        w = self._worker
+        span = (st.last_display - st.first_display) if st.frames > 1 and st.first_display is not None else 0.0
+        display_fps = (st.frames - 1) / span if span > 0 else 0.0
+        model_span = (time.perf_counter() - w.started_at) if w is not None and w.started_at else 0.0
+        embeddings = (w.count if w is not None else 0) + self._primed
+        out: Dict[str, Any] = {
+            "source": self.source.name,
+            "frames": st.frames,
+            "display_fps": round(display_fps, 2),
+            "model_fps": round((w.count / model_span) if w is not None and model_span > 0 else 0.0, 3),
+            "embeddings": embeddings,
+            "dropped": int(self.source.dropped),
+            "captured": int(self.source.captured),
+            "latency_ms": {"p50": percentile_ms(st.latency, 50), "p90": percentile_ms(st.latency, 90)},
+            "mask_age_ms": {"p50": percentile_ms(st.mask_age, 50), "p90": percentile_ms(st.mask_age, 90)},
+            "track_ms": {"p50": percentile_ms(st.track_ms, 50), "p90": percentile_ms(st.track_ms, 90)},
+            "encoder_ms": {"p50": percentile_ms(w.encode_s, 50) if w else None,
+                           "p90": percentile_ms(w.encode_s, 90) if w else None},
+            "decoder_calls": int(self.tracker.decoder_calls),
+            "objects": len(self.tracker),
+            "lost_object_frames": st.lost_frames,
+            "stopped_because": self.stop_reason,
+        }
+        backend = getattr(self.tracker.predictor, "backend_name", None)
+        if backend:
+            out["backend"] = backend
+        if st.iou:
+            per = {str(k): round(float(np.mean(v)), 4) for k, v in sorted(st.iou.items())}
+            out["J"] = dict(per, mean=round(float(np.mean(list(per.values()))), 4))
+        return out
+
+    # -- run -----------------------------------------------------------------------------------
+    def run(self) -> Dict[str, Any]:
+        """Run until done; returns the statistics (also kept in :attr:`stats`)."""
+        for s in self.sinks:
+            s.prepare()
+        ok = False
+        opened: List[Sink] = []
+        self._primed = 0
+        try:
+            self.source.start()
+            first = self.source.read(timeout=self.read_timeout)
+            if first is None:
+                raise EdgeSamError(f"source {self.source.name} delivered no frame"
+                                   + (f" ({self.source.error})" if self.source.error else ""))
+            self._initial_prompts(first)
+            for s in self.sinks:
+                s.open(first.size, self.source.fps)
+                opened.append(s)
+            self.tracker.step(first)
+            if self.prime and len(self.tracker):
+                emb = self.tracker.predictor.encode(first.image)
+                self.tracker.refine(emb, first.index)
+                self._primed = 1
+            self._worker = _EncoderWorker(self.tracker, self.stop)
+            self._worker.start()
+            self._loop(first)
+            if self._worker.error is not None:
+                raise self._worker.error
+            ok = True
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            ok = True  # keep what was recorded
+            logger.info("interrupted: stopping")
+        finally:
+            self.stop.set()
+            if self._worker is not None:
+                self._worker.join()
+            for s in reversed(opened):
+                try:
+                    s.close(ok)
+                except Exception:  # noqa: BLE001 - close the others; the first error is the one to report
+                    logger.exception("closing the %s sink failed", s.name)
+            for s in self.sinks:
+                if s not in opened:
+                    s.close(False)
+            self.source.close()
+            self.stats = self._summary()
+        return self.stats
+
+    def _loop(self, first: Frame) -> None:
+        frame: Optional[Frame] = first
+        st = self._st
+        need_overlay = any(s.needs_overlay for s in self.sinks)
+        worker = self._worker
+        assert worker is not None
+        while frame is not None and not self.stop.is_set():
+            t0 = time.perf_counter()
+            tracks = self.tracker.tracks() if frame is first else self.tracker.step(frame)
+            worker.offer(frame)
+            if len(st.track_ms) < self.max_history:
+                st.track_ms.append(time.perf_counter() - t0)
+            overlay = None
+            if need_overlay:
+                overlay = render_overlay(frame.image, tracks, self._status_text())
+            for s in self.sinks:
+                s.write(frame, tracks, overlay)
+            self._measure(frame, tracks, time.perf_counter())
+            for s in self.sinks:
+                for ev in s.poll():
+                    self._handle(ev)
+            if self.max_frames is not None and st.frames >= self.max_frames:
+                self.stop_reason = f"max frames ({self.max_frames})"
+                break
+            if worker.error is not None:
+                break
+            frame = self.source.read(timeout=self.read_timeout)
+            while frame is None and not self.source.ended and not self.stop.is_set():
+                frame = self.source.read(timeout=self.read_timeout)
+        if frame is None and not self.stop_reason:
+            self.stop_reason = "end of stream" + (f" ({self.source.error})" if self.source.error else "")
+
+    def _status_text(self) -> str:
+        st = self._st
+        w = self._worker
+        fps = 0.0
+        if st.frames > 1 and st.first_display is not None and st.last_display is not None:
+            span = st.last_display - st.first_display
+            fps = (st.frames - 1) / span if span > 0 else 0.0
+        model = (w.count / (time.perf_counter() - w.started_at)) if w is not None and w.started_at else 0.0
+        return f"{fps:4.1f} fps | model {model:.1f}/s | {len(self.tracker)} obj"
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two HxW bool masks; 1 when both are empty (the DAVIS convention)."""
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def _best_gt(mask: np.ndarray, gt: Dict[int, np.ndarray]) -> Optional[int]:
+    best, best_iou = None, 0.2
+    for gid, m in gt.items():
+        v = _iou(mask, m)
+        if v > best_iou:
+            best, best_iou = gid, v
+    return best

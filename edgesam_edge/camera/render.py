@@ -1,0 +1,31 @@
+"""The live overlay: each object's mask in its colour, its box and id, and the frame rates."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..overlay import color_for, draw_box, draw_mask, draw_text
+from .tracker import LOST, PENDING, Track
+
+__all__ = ["render_overlay"]
+
+
+def render_overlay(image: np.ndarray, tracks: Sequence[Track], status: Optional[str] = None,
+                   alpha: float = 0.45) -> np.ndarray:
+    """A copy of ``image`` (HxWx3 uint8 RGB) with every track drawn and ``status`` text top-left."""
+    out = image.copy()
+    for t in tracks:
+        color = color_for(t.id)
+        if t.state not in (LOST, PENDING) and t.box is not None:
+            draw_mask(out, t.mask, color, alpha)
+            draw_box(out, t.box, color, f"#{t.id} {t.score:.2f}")
+        elif t.state == PENDING:
+            draw_text(out, f"#{t.id} waiting for the model", (8, 44 + 20 * (t.id % 10)))
+    lost = [str(t.id) for t in tracks if t.state == LOST]
+    if lost:
+        draw_text(out, "lost: #" + " #".join(lost), (8, out.shape[0] - 10))
+    if status:
+        draw_text(out, status)
+    return out

@@ -1,0 +1,309 @@
+"""Where the live loop's frames and tracks go: ``--sink`` specs and the sinks themselves.
+
+==========================  ==========================================================================
+``none``                    nothing (measure only)
+``window``                  an OpenCV window; left click = positive point (new object), right click =
+                            negative point, drag = box, ``c`` clears, ``q``/Esc quits
+``mjpeg://127.0.0.1:8080``  an HTTP server (localhost by default): MJPEG stream and a page to click on
+``video://out.mp4``         the overlay as a video file
+``jsonl://tracks.jsonl``    one JSON line per frame: objects, boxes, scores, masks as COCO RLE
+==========================  ==========================================================================
+
+Files are written to a temporary name beside the target and renamed when the
+loop ends normally, so an error never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ..errors import OutputExists
+from .errors import SinkError
+from .sources import Frame
+from .tracker import Track
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["UserEvent", "Sink", "NoneSink", "VideoSink", "JsonlSink", "WindowSink", "parse_sink", "SINK_KINDS"]
+
+SINK_KINDS = ("none", "window", "mjpeg://HOST:PORT", "video://PATH", "jsonl://PATH")
+
+
+@dataclass(frozen=True)
+class UserEvent:
+    """An interaction from a sink: a point (label 1 / 0), a box, "clear" or "quit". Pixels of the frame."""
+
+    kind: str  # "point", "box", "clear", "quit"
+    x: float = 0.0
+    y: float = 0.0
+    label: int = 1
+    box: Optional[Tuple[float, float, float, float]] = None
+
+
+class Sink:
+    """Base class. Lifecycle: ``prepare()`` (validate, before the loop) -> ``open(size, fps)`` at the
+    first frame -> ``write`` per frame -> ``close(ok)``. ``poll()`` returns user events."""
+
+    name = "sink"
+    #: whether ``write`` needs the rendered overlay (else it gets None)
+    needs_overlay = False
+
+    def prepare(self) -> None:
+        """Check the output can be written / the port bound; raise SinkError (one line)."""
+
+    def open(self, size: Tuple[int, int], fps: float) -> None:
+        """Start, for frames of ``size`` (width, height) at about ``fps``."""
+
+    def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
+        """Take one frame (``overlay`` is the rendered HxWx3 RGB image when ``needs_overlay``)."""
+
+    def poll(self) -> List[UserEvent]:
+        """User interactions since the last call."""
+        return []
+
+    def close(self, ok: bool = True) -> None:
+        """Finish; with ``ok=False`` discard partial outputs (idempotent)."""
+
+
+class NoneSink(Sink):
+    name = "none"
+
+
+class _FileSink(Sink):
+    """A sink writing one file, through a temporary name renamed at the end."""
+
+    def __init__(self, path: str, force: bool = False) -> None:
+        self.path = Path(path).expanduser()
+        self.force = force
+        self.tmp: Optional[Path] = None
+
+    def prepare(self) -> None:
+        p = self.path
+        if not str(p) or str(p) == ".":
+            raise SinkError(f"{self.name} sink needs a file path, e.g. {self.name}://out")
+        if p.is_dir():
+            raise SinkError(f"cannot write {str(p)!r}: it is a folder")
+        if p.exists() and not self.force:
+            raise OutputExists(f"{str(p)!r} exists: pass --force to overwrite it")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise SinkError(f"cannot write {str(p)!r}: folder {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise SinkError(f"cannot write {str(p)!r}: folder {str(parent)!r} is not writable")
+
+    def _temp_path(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial" + self.path.suffix,
+                                    dir=str(self.path.parent))
+        os.close(fd)
+        return Path(name)
+
+    def _finish(self, ok: bool) -> None:
+        tmp, self.tmp = self.tmp, None
+        if tmp is None:
+            return
+        if ok and tmp.exists():
+            os.replace(tmp, self.path)
+            logger.info("wrote %s", self.path)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+class VideoSink(_FileSink):
+    """The overlay as a video (``cv2.VideoWriter``; mp4v for .mp4, MJPG for .avi)."""
+
+    name = "video"
+    needs_overlay = True
+
+    def __init__(self, path: str, force: bool = False) -> None:
+        super().__init__(path, force)
+        self._writer: Any = None
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
+            raise SinkError(f"video sink {str(self.path)!r}: expected a .mp4, .avi, .mkv or .mov file")
+
+    def open(self, size: Tuple[int, int], fps: float) -> None:
+        import cv2
+
+        self.tmp = self._temp_path()
+        codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*codec), float(fps), size)
+        if not self._writer.isOpened():
+            self._finish(False)
+            raise SinkError(f"cannot write video {str(self.path)!r}: OpenCV has no {codec} encoder for it")
+
+    def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
+        import cv2
+
+        if self._writer is not None and overlay is not None:
+            self._writer.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+
+    def close(self, ok: bool = True) -> None:
+        w, self._writer = self._writer, None
+        if w is not None:
+            w.release()
+        self._finish(ok)
+
+
+def track_record(t: Track) -> dict:
+    """One track as JSON: id, state, score, box, mask (COCO RLE; None when empty)."""
+    from . import rle
+
+    return {
+        "id": t.id, "state": t.state, "score": round(float(t.score), 4),
+        "box": None if t.box is None else [round(float(v), 1) for v in t.box],
+        "mask": rle.encode(t.mask) if t.box is not None else None,
+    }
+
+
+class JsonlSink(_FileSink):
+    """One JSON line per frame: ``{"frame", "time", "size": [h, w], "objects": [...]}``."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str, force: bool = False) -> None:
+        super().__init__(path, force)
+        self._f: Optional[IO[str]] = None
+        self._t0: Optional[float] = None
+
+    def open(self, size: Tuple[int, int], fps: float) -> None:
+        self.tmp = self._temp_path()
+        self._f = open(self.tmp, "w", encoding="utf-8")
+        self._size = [int(size[1]), int(size[0])]
+
+    def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
+        if self._f is None:
+            return
+        if self._t0 is None:
+            self._t0 = frame.timestamp
+        rec = {"frame": int(frame.index), "time": round(frame.timestamp - self._t0, 4),
+               "size": [int(frame.image.shape[0]), int(frame.image.shape[1])],
+               "objects": [track_record(t) for t in tracks]}
+        self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+
+    def close(self, ok: bool = True) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            f.close()
+        self._finish(ok)
+
+
+def display_available() -> bool:
+    """Whether a window can be shown (a display on Linux; OpenCV built with a GUI)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    import cv2
+
+    info = cv2.getBuildInformation()
+    gui = [line for line in info.splitlines() if line.strip().startswith("GUI")]
+    return not (gui and "NONE" in gui[0].upper())
+
+
+class WindowSink(Sink):
+    """An OpenCV window. Left click: new object (positive point); right click: negative point on the
+    object under it; drag: box; ``c``: clear; ``q`` or Esc: quit."""
+
+    name = "window"
+    needs_overlay = True
+    title = "edgesam live"
+
+    def __init__(self) -> None:
+        self._events: List[UserEvent] = []
+        self._down: Optional[Tuple[int, int]] = None
+        self._open = False
+
+    def prepare(self) -> None:
+        if not display_available():
+            raise SinkError("the window sink needs a display and OpenCV with GUI support "
+                            "(pip install opencv-python); use --headless or --sink mjpeg://127.0.0.1:8080")
+
+    def open(self, size: Tuple[int, int], fps: float) -> None:
+        import cv2
+
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
+            cv2.setMouseCallback(self.title, self._on_mouse)
+        except cv2.error as exc:
+            raise SinkError(f"cannot open a window: {str(exc).strip().splitlines()[-1]}") from None
+        self._open = True
+
+    def _on_mouse(self, event: int, x: int, y: int, flags: int, param: Any) -> None:
+        import cv2
+
+        if event == cv2.EVENT_LBUTTONDOWN:
+            self._down = (x, y)
+        elif event == cv2.EVENT_LBUTTONUP and self._down is not None:
+            x0, y0 = self._down
+            self._down = None
+            if abs(x - x0) > 6 and abs(y - y0) > 6:
+                self._events.append(UserEvent("box", box=(min(x0, x), min(y0, y), max(x0, x), max(y0, y))))
+            else:
+                self._events.append(UserEvent("point", x, y, 1))
+        elif event == cv2.EVENT_RBUTTONDOWN:
+            self._events.append(UserEvent("point", x, y, 0))
+
+    def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
+        import cv2
+
+        if not self._open or overlay is None:
+            return
+        cv2.imshow(self.title, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1) & 0xFF
+        if key == ord("c"):
+            self._events.append(UserEvent("clear"))
+        elif key in (ord("q"), 27):
+            self._events.append(UserEvent("quit"))
+
+    def poll(self) -> List[UserEvent]:
+        out, self._events = self._events, []
+        return out
+
+    def close(self, ok: bool = True) -> None:
+        if self._open:
+            import cv2
+
+            self._open = False
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:
+                pass
+
+
+def parse_sink(spec: str, force: bool = False) -> Sink:
+    """A sink from its ``--sink`` spec (see the module docstring); SinkError when malformed."""
+    text = str(spec).strip()
+    low = text.lower()
+    if low in ("none", "null", ""):
+        return NoneSink()
+    if low == "window":
+        return WindowSink()
+    if "://" not in text:
+        raise SinkError(f"unknown sink {text!r}: expected one of {', '.join(SINK_KINDS)}")
+    scheme, rest = text.split("://", 1)
+    scheme = scheme.lower()
+    if scheme == "mjpeg":
+        from .mjpeg import MjpegSink
+
+        parts = urlsplit("http://" + (rest or "127.0.0.1:8080"))
+        try:
+            port = parts.port if parts.port is not None else 8080
+        except ValueError:
+            raise SinkError(f"mjpeg sink {text!r}: the port is not a number in 0..65535") from None
+        return MjpegSink(parts.hostname or "127.0.0.1", port)
+    if scheme == "video":
+        return VideoSink(rest, force)
+    if scheme == "jsonl":
+        return JsonlSink(rest, force)
+    raise SinkError(f"unknown sink scheme {scheme!r} in {text!r}: expected one of {', '.join(SINK_KINDS)}")

@@ -1,0 +1,640 @@
+"""Keep prompted objects segmented across frames, with an encoder slower than the camera.
+
+Between two encodings each object's mask is carried forward with sparse optical
+flow (:mod:`edgesam_edge.camera.flow`). When an embedding arrives, computed on
+an earlier frame ``f``, each object's mask *at frame f* (the tracker keeps a
+short per-frame history) gives its new prompt: the mask's box, positive points
+deep inside it, negative points on other objects overlapping the box, plus any
+user points. All objects go through one batched decoder call; each result is
+warped from ``f`` to the current frame with the motion recorded since.
+
+Use it synchronously::
+
+    tracker = Tracker(predictor)
+    tracker.add(box=(x0, y0, x1, y1))
+    for frame in frames:
+        tracks = tracker.step(frame, encode=True)   # encode every frame (slow)
+
+or asynchronously, as the live loop does: the display thread calls
+``step(frame)`` for every frame (flow only, fast), a worker encodes the newest
+stepped frame and calls ``refine(embedding, frame.index)`` when done.
+Every method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ..errors import InvalidPrompt
+from . import flow
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Track", "Tracker", "TRACKED", "LOST", "PENDING"]
+
+TRACKED, LOST, PENDING = "tracked", "lost", "pending"
+Box = Tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Track:
+    """One object in one frame.
+
+    Attributes:
+        id: object id (from :meth:`Tracker.add`).
+        mask: HxW bool (all False when lost or not decoded yet).
+        box: (x0, y0, x1, y1) pixels of the mask, exclusive ends; None when the mask is empty.
+        score: the decoder's score of the last accepted mask (0 before the first).
+        state: "tracked", "lost", or "pending" (prompt given, first embedding not decoded yet).
+        age: frames since the mask was last decoded (flow-only frames), -1 before the first decode.
+    """
+
+    id: int
+    mask: np.ndarray
+    box: Optional[Box]
+    score: float
+    state: str
+    age: int = -1
+
+
+@dataclass
+class _Geometry:
+    """An object's state in one frame (immutable once stored in the history)."""
+
+    origin: Tuple[int, int] = (0, 0)
+    crop: Optional[np.ndarray] = None  # bool mask inside its box, or None
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # user points, frame pixels
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    box: Optional[np.ndarray] = None  # user box (pending objects) in frame pixels
+
+    def full_mask(self, shape: Tuple[int, int]) -> np.ndarray:
+        out = np.zeros(shape, bool)
+        if self.crop is not None:
+            x0, y0 = self.origin
+            h, w = self.crop.shape
+            out[y0 : y0 + h, x0 : x0 + w] = self.crop
+        return out
+
+    @property
+    def area(self) -> int:
+        return 0 if self.crop is None else int(self.crop.sum())
+
+
+def _geometry_from_mask(mask: np.ndarray, points: np.ndarray, labels: np.ndarray,
+                        box: Optional[np.ndarray] = None) -> _Geometry:
+    b = flow.mask_box(mask)
+    if b is None:
+        return _Geometry((0, 0), None, points, labels, box)
+    x0, y0, x1, y1 = b
+    return _Geometry((x0, y0), mask[y0:y1, x0:x1].copy(), points, labels, box)
+
+
+class _Object:
+    def __init__(self, obj_id: int, points: np.ndarray, labels: np.ndarray, box: Optional[np.ndarray]) -> None:
+        self.id = obj_id
+        self.state = PENDING
+        self.mask: Optional[np.ndarray] = None
+        self.score = 0.0
+        self.points = points  # user points (propagated with the object)
+        self.labels = labels
+        self.box = box  # user box, until the first decode
+        self.history: "OrderedDict[int, _Geometry]" = OrderedDict()
+        self.motion: "OrderedDict[int, np.ndarray]" = OrderedDict()  # index -> transform from previous step
+        self.added_at: Optional[int] = None
+        self.decoded_at: Optional[int] = None  # frame index of the last accepted decode
+        self.good_area = 0  # area of the last accepted mask
+        self.last_good: Optional[_Geometry] = None  # re-acquisition prompt when lost
+
+
+class Tracker:
+    """Track prompted objects frame to frame with flow and periodic re-prompting.
+
+    Args:
+        predictor: any object with ``encode(image) -> embedding`` and batched
+            ``predict(point_coords, point_labels, box, num_multimask_outputs, embedding=...)``
+            (``edgesam_edge.predictor.Predictor`` or a test oracle).
+        history: frames of motion kept per object (how old an embedding may be and still be used).
+        min_score: decoded masks scoring below this make the object lost.
+        min_area: masks smaller than this many pixels, or than ``collapse`` times the area the
+            object had, make it lost.
+        collapse: see ``min_area``.
+        max_points: positive points per object in re-prompts.
+    """
+
+    def __init__(self, predictor: Any, history: int = 150, min_score: float = 0.5, min_area: int = 24,
+                 collapse: float = 0.2, max_points: int = 2) -> None:
+        self.predictor = predictor
+        self.history = int(history)
+        self.min_score = float(min_score)
+        self.min_area = int(min_area)
+        self.collapse = float(collapse)
+        self.max_points = int(max_points)
+        self._lock = threading.RLock()
+        self._objects: "OrderedDict[int, _Object]" = OrderedDict()
+        self._ids = itertools.count(1)
+        self._index: Optional[int] = None  # last stepped frame index
+        self._shape: Optional[Tuple[int, int]] = None
+        self._prev_gray: Optional[np.ndarray] = None
+        self._last_image: Optional[np.ndarray] = None
+        #: counters: decoder calls, refines applied, refines skipped (embedding too old)
+        self.decoder_calls = 0
+        self.refines = 0
+        self.stale_refines = 0
+        self.last_refine_ms = 0.0
+
+    # -- objects ----------------------------------------------------------------------------
+    @property
+    def ids(self) -> List[int]:
+        with self._lock:
+            return list(self._objects)
+
+    @property
+    def frame_index(self) -> Optional[int]:
+        """Index of the last frame given to :meth:`step`."""
+        return self._index
+
+    @property
+    def frame_size(self) -> Optional[Tuple[int, int]]:
+        """(width, height) of the frames stepped so far."""
+        return None if self._shape is None else (self._shape[1], self._shape[0])
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def needs_embedding(self) -> bool:
+        """Whether any object is waiting for (or can use) a new embedding."""
+        return bool(self._objects)
+
+    def add(self, points: Optional[Sequence[Sequence[float]]] = None, labels: Optional[Sequence[float]] = None,
+            box: Optional[Sequence[float]] = None, object_id: Optional[int] = None) -> int:
+        """Add an object prompted in pixels of the current frame (the last one stepped, or the next one).
+
+        Args:
+            points: (N, 2) x, y pixels. labels: (N,) 1 positive, 0 negative (default all positive).
+            box: x0, y0, x1, y1 pixels.
+            object_id: add these points to an existing object instead (e.g. a negative click).
+
+        Returns:
+            The object id.
+
+        Raises:
+            InvalidPrompt: malformed prompt, or outside the frame.
+        """
+        pts, labs, bx = self._check_prompt(points, labels, box)
+        with self._lock:
+            if object_id is not None:
+                obj = self._objects.get(int(object_id))
+                if obj is None:
+                    raise InvalidPrompt(f"object id {object_id} is not tracked (ids: {list(self._objects)})")
+                obj.points = np.concatenate([obj.points, pts]) if len(pts) else obj.points
+                obj.labels = np.concatenate([obj.labels, labs]) if len(labs) else obj.labels
+                if bx is not None:
+                    obj.box = bx
+                self._record(obj)
+                return obj.id
+            obj = _Object(next(self._ids), pts, labs, bx)
+            obj.added_at = self._index
+            self._objects[obj.id] = obj
+            self._record(obj)
+            return obj.id
+
+    def remove(self, obj_id: int) -> None:
+        """Forget an object (no error if it is already gone)."""
+        with self._lock:
+            self._objects.pop(int(obj_id), None)
+
+    def clear(self) -> None:
+        """Forget every object."""
+        with self._lock:
+            self._objects.clear()
+
+    def object_at(self, x: float, y: float) -> Optional[int]:
+        """Id of the topmost object whose current mask covers pixel (x, y), if any."""
+        with self._lock:
+            for obj in reversed(self._objects.values()):
+                m = obj.mask
+                if m is not None and 0 <= int(y) < m.shape[0] and 0 <= int(x) < m.shape[1] and m[int(y), int(x)]:
+                    return obj.id
+        return None
+
+    def _check_prompt(self, points: Any, labels: Any, box: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        if points is None and box is None:
+            raise InvalidPrompt("no prompt: give points (with labels) or a box")
+        pts = np.zeros((0, 2))
+        labs = np.zeros(0, np.float32)
+        if points is not None:
+            try:
+                pts = np.asarray(points, np.float64).reshape(-1, 2)
+            except (TypeError, ValueError):
+                raise InvalidPrompt(f"points {points!r} are not (N, 2) x, y pixels") from None
+            labs = np.ones(len(pts), np.float32) if labels is None else np.asarray(labels, np.float32).reshape(-1)
+            if labs.shape != (len(pts),):
+                raise InvalidPrompt(f"labels {labels!r} do not match {len(pts)} points")
+            if not np.isin(labs, (0.0, 1.0)).all():
+                raise InvalidPrompt(f"labels {labs.tolist()} must be 1 (positive) or 0 (negative)")
+        bx = None
+        if box is not None:
+            try:
+                bx = np.asarray(box, np.float64).reshape(4)
+            except (TypeError, ValueError):
+                raise InvalidPrompt(f"box {box!r} is not x0, y0, x1, y1") from None
+            if bx[2] <= bx[0] or bx[3] <= bx[1]:
+                raise InvalidPrompt(f"box {bx.tolist()} is empty or has x1 <= x0 or y1 <= y0")
+        if not (np.isfinite(pts).all() and (bx is None or np.isfinite(bx).all())):
+            raise InvalidPrompt("prompt contains NaN or infinity")
+        if self._shape is not None:
+            self._check_inside(pts, bx, self._shape)
+        return pts, labs, bx
+
+    @staticmethod
+    def _check_inside(pts: np.ndarray, bx: Optional[np.ndarray], shape: Tuple[int, int]) -> None:
+        h, w = shape
+        allp = np.concatenate([pts, bx.reshape(2, 2)]) if bx is not None else pts
+        out = (allp[:, 0] < 0) | (allp[:, 0] > w) | (allp[:, 1] < 0) | (allp[:, 1] > h)
+        if out.any():
+            x, y = allp[out][0]
+            raise InvalidPrompt(f"prompt point ({x:g}, {y:g}) is outside the {w}x{h} frame")
+
+    # -- per frame ----------------------------------------------------------------------------
+    def step(self, frame: Any, encode: bool = False) -> List[Track]:
+        """Carry every object to ``frame`` with optical flow; optionally encode it and re-prompt.
+
+        Args:
+            frame: a :class:`~edgesam_edge.camera.sources.Frame` (uses its ``index``) or an HxWx3
+                uint8 RGB array (indexed 0, 1, 2, ...).
+            encode: also encode this frame now and re-prompt every object on it (synchronous use).
+
+        Returns:
+            One :class:`Track` per object, in the order they were added.
+        """
+        image = getattr(frame, "image", frame)
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InvalidPrompt(f"frame image must be HxWx3 uint8, got {getattr(image, 'shape', type(image))}")
+        with self._lock:
+            index = getattr(frame, "index", None)
+            if index is None:
+                index = 0 if self._index is None else self._index + 1
+            index = int(index)
+            gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            if self._shape != gray.shape or self._prev_gray is None or (self._index is not None and index <= self._index):
+                if self._shape is not None and self._shape != gray.shape:
+                    logger.info("frame size changed to %dx%d: objects reset to their prompts", gray.shape[1], gray.shape[0])
+                    for obj in self._objects.values():
+                        obj.mask, obj.state, obj.history, obj.motion = None, LOST, OrderedDict(), OrderedDict()
+                self._shape = gray.shape
+                for obj in self._objects.values():
+                    self._check_pending(obj)
+                self._index = index
+                for obj in self._objects.values():
+                    obj.motion[index] = flow.IDENTITY.copy()
+                    self._record(obj)
+            else:
+                self._propagate(self._prev_gray, gray, index)
+            self._prev_gray = gray
+            self._last_image = image
+        if encode and self._objects:
+            emb = self.predictor.encode(image)
+            self.refine(emb, index)
+        return self.tracks()
+
+    def _check_pending(self, obj: _Object) -> None:
+        if obj.state == PENDING and self._shape is not None:
+            self._check_inside(obj.points, obj.box, self._shape)
+
+    def tracks(self) -> List[Track]:
+        """The objects in the current frame."""
+        with self._lock:
+            shape = self._shape or (0, 0)
+            out = []
+            for obj in self._objects.values():
+                mask = obj.mask if obj.mask is not None else np.zeros(shape, bool)
+                b = flow.mask_box(mask) if obj.mask is not None else None
+                age = -1 if obj.decoded_at is None or self._index is None else self._index - obj.decoded_at
+                out.append(Track(obj.id, mask, None if b is None else tuple(float(v) for v in b),
+                                 float(obj.score), obj.state, age))
+            return out
+
+    def _record(self, obj: _Object) -> None:
+        """Store the object's geometry at the current frame in its history."""
+        if self._index is None:
+            return
+        if obj.mask is not None:
+            g = _geometry_from_mask(obj.mask, obj.points, obj.labels, obj.box)
+        else:
+            g = _Geometry(points=obj.points, labels=obj.labels, box=obj.box)
+        obj.history[self._index] = g
+        while len(obj.history) > self.history:
+            obj.history.popitem(last=False)
+        while len(obj.motion) > self.history:
+            obj.motion.popitem(last=False)
+
+    def _propagate(self, prev_gray: np.ndarray, gray: np.ndarray, index: int) -> None:
+        shape = self._shape
+        assert shape is not None
+        groups: List[Tuple[_Object, int, int]] = []
+        all_pts: List[np.ndarray] = []
+        start = 0
+        for obj in self._objects.values():
+            region: Optional[np.ndarray] = None
+            if obj.state == TRACKED and obj.mask is not None:
+                region = obj.mask
+            elif obj.state == PENDING:
+                region = self._prompt_region(obj, shape)
+            if region is None:
+                groups.append((obj, start, start))
+                continue
+            b = flow.mask_box(region)
+            pts = flow.features_in(prev_gray, region, b) if b is not None else np.zeros((0, 2), np.float32)
+            all_pts.append(pts)
+            groups.append((obj, start, start + len(pts)))
+            start += len(pts)
+        if start:
+            p0 = np.concatenate(all_pts)
+            p1, ok = flow.track_points(prev_gray, gray, p0)
+        self._index = index
+        for obj, a, b in groups:
+            m = flow.IDENTITY.copy()
+            if b > a:
+                sel = ok[a:b]
+                m, _ = flow.fit_motion(p0[a:b][sel], p1[a:b][sel])
+            obj.motion[index] = m
+            self._apply_motion(obj, m, shape)
+            self._record(obj)
+
+    @staticmethod
+    def _prompt_region(obj: _Object, shape: Tuple[int, int]) -> Optional[np.ndarray]:
+        """The area a pending object's prompt covers (its box, or discs round its positive points)."""
+        h, w = shape
+        region = np.zeros(shape, np.uint8)
+        if obj.box is not None:
+            x0, y0, x1, y1 = np.clip(np.round(obj.box), 0, [w, h, w, h]).astype(int)
+            region[y0:y1, x0:x1] = 1
+        else:
+            for (x, y), lab in zip(obj.points, obj.labels):
+                if lab > 0:
+                    cv2.circle(region, (int(round(x)), int(round(y))), max(8, min(h, w) // 20), 1, -1)
+        return region.astype(bool) if region.any() else None
+
+    def _apply_motion(self, obj: _Object, m: np.ndarray, shape: Tuple[int, int]) -> None:
+        if len(obj.points):
+            obj.points = flow.warp_points(obj.points, m)
+        if obj.box is not None:
+            obj.box = _warp_box(obj.box, m)
+        if obj.state == TRACKED and obj.mask is not None:
+            obj.mask = flow.warp_mask(obj.mask, m)
+            area = int(obj.mask.sum())
+            if area < self.min_area:  # flowed off the frame or shrank away
+                self._lose(obj, f"area {area} px after flow")
+
+    def _lose(self, obj: _Object, why: str) -> None:
+        if obj.state != LOST:
+            logger.debug("object %d lost: %s", obj.id, why)
+        obj.state = LOST
+        obj.mask = None
+
+    # -- re-prompting ---------------------------------------------------------------------------
+    def refine(self, embedding: Any, frame_index: int) -> int:
+        """Re-prompt every object on ``embedding``, the encoding of stepped frame ``frame_index``.
+
+        All objects with a box go through one batched decoder call (objects prompted by points
+        only, before their first mask, through a second one). Results are warped from
+        ``frame_index`` to the current frame. Objects added after ``frame_index`` wait for a newer
+        embedding. Returns the number of objects decoded.
+        """
+        t0 = time.perf_counter()
+        with self._lock:
+            shape = self._shape
+            if shape is None:
+                return 0
+            jobs = []
+            snapshot: Dict[int, _Geometry] = {}
+            for obj in self._objects.values():
+                g = obj.history.get(int(frame_index))
+                if g is None:
+                    continue
+                snapshot[obj.id] = g
+                jobs.append((obj.id, obj.state, obj.last_good))
+            if not jobs:
+                if self._objects:
+                    self.stale_refines += 1
+                return 0
+        prompts = [self._prompt_for(oid, state, snapshot, last_good, shape) for oid, state, last_good in jobs]
+        boxed = [i for i, p in enumerate(prompts) if p is not None and p[2] is not None]
+        pointed = [i for i, p in enumerate(prompts) if p is not None and p[2] is None and len(p[0])]
+        results: Dict[int, Tuple[np.ndarray, float]] = {}
+        for group in (boxed, pointed):
+            if group:
+                results.update(self._decode([jobs[i][0] for i in group], [prompts[i] for i in group],
+                                            [snapshot[jobs[i][0]] for i in group], embedding, shape))
+        duplicates = self._duplicates(results, snapshot, shape)
+        with self._lock:
+            for oid, (mask_f, score) in results.items():
+                obj = self._objects.get(oid)
+                if obj is None:
+                    continue
+                if oid in duplicates:
+                    self._lose(obj, f"its mask is object {duplicates[oid]}'s")
+                    continue
+                self._accept(obj, mask_f, score, int(frame_index), snapshot[oid])
+            self.refines += 1
+        self.last_refine_ms = 1e3 * (time.perf_counter() - t0)
+        return len(results)
+
+    def _prompt_for(self, oid: int, state: str, snapshot: Dict[int, _Geometry], last_good: Optional[_Geometry],
+                    shape: Tuple[int, int]) -> Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
+        """(points (N, 2), labels (N,), box (4,) or None) for one object at the embedding's frame."""
+        h, w = shape
+        g = snapshot[oid]
+        if state == LOST:
+            if last_good is None:
+                return None
+            g = last_good
+        pts: List[Tuple[float, float]] = []
+        labs: List[float] = []
+        box: Optional[np.ndarray] = None
+        if g.crop is not None and g.crop.any():
+            full = g.full_mask(shape)
+            b = flow.mask_box(full)
+            assert b is not None
+            box = np.array([b[0], b[1], b[2] - 1, b[3] - 1], np.float64)
+            for p in flow.interior_points(full, self.max_points):
+                pts.append(p)
+                labs.append(1.0)
+            # negatives: other objects covering part of this box
+            x0, y0, x1, y1 = b
+            for other_id, og in snapshot.items():
+                if other_id == oid or og.crop is None:
+                    continue
+                ox, oy = og.origin
+                oh, ow = og.crop.shape
+                if ox >= x1 or oy >= y1 or ox + ow <= x0 or oy + oh <= y0:
+                    continue
+                other = og.full_mask(shape)
+                overlap = np.zeros(shape, bool)
+                overlap[y0:y1, x0:x1] = other[y0:y1, x0:x1] & ~full[y0:y1, x0:x1]
+                if overlap.sum() > 0.05 * (x1 - x0) * (y1 - y0):
+                    for p in flow.interior_points(overlap, 1):
+                        pts.append(p)
+                        labs.append(0.0)
+        elif g.box is not None:
+            box = np.asarray(g.box, np.float64).copy()
+        for (x, y), lab in zip(g.points, g.labels):
+            pts.append((float(x), float(y)))
+            labs.append(float(lab))
+        if box is None and not any(lab > 0 for lab in labs):
+            return None
+        p = np.asarray(pts, np.float64).reshape(-1, 2)
+        if len(p):
+            p[:, 0] = np.clip(p[:, 0], 0, w - 1)
+            p[:, 1] = np.clip(p[:, 1], 0, h - 1)
+        if box is not None:
+            box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
+            if box[2] <= box[0] or box[3] <= box[1]:
+                box = None
+        if box is None and not any(lab > 0 for lab in labs):
+            return None
+        return p, np.asarray(labs, np.float32), box
+
+    def _decode(self, ids: List[int], prompts: List[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]],
+                priors: List[_Geometry], embedding: Any, shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
+        """One batched decoder call for K objects -> {id: (mask at the embedding's frame, score)}."""
+        k = len(ids)
+        n = max(1, max(len(p[0]) for p in prompts))
+        coords = np.zeros((k, n, 2), np.float64)
+        labels = np.full((k, n), -1.0, np.float32)
+        for i, (p, lab, _) in enumerate(prompts):
+            coords[i, : len(p)] = p
+            labels[i, : len(lab)] = lab
+        has_points = bool((labels >= 0).any())
+        boxes = None
+        if prompts[0][2] is not None:
+            boxes = np.stack([p[2] for p in prompts])
+        kwargs: Dict[str, Any] = {"num_multimask_outputs": 4, "embedding": embedding}
+        if has_points:
+            kwargs["point_coords"], kwargs["point_labels"] = coords, labels
+        if boxes is not None:
+            kwargs["box"] = boxes
+        masks, scores, _ = self.predictor.predict(**kwargs)
+        self.decoder_calls += 1
+        masks = np.asarray(masks)
+        scores = np.asarray(scores, np.float32)
+        if masks.ndim == 3:  # a predictor that dropped the K axis for K == 1
+            masks, scores = masks[None], scores[None]
+        out: Dict[int, Tuple[np.ndarray, float]] = {}
+        for i, oid in enumerate(ids):
+            prior = priors[i].full_mask(shape) if priors[i].crop is not None else None
+            mask, score = _choose(masks[i], scores[i], prior, boxes is not None)
+            if prior is not None and boxes is not None and not _mostly_inside(mask, boxes[i]):
+                logger.debug("object %d: answer spills far out of its prompt box; keeping the flowed mask", oid)
+                continue  # a neighbour, not this object: keep the flowed mask until the next embedding
+            out[oid] = (mask, score)
+        return out
+
+    @staticmethod
+    def _duplicates(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, _Geometry],
+                    shape: Tuple[int, int]) -> Dict[int, int]:
+        """Objects whose decoded mask is (mostly) another object's: {loser id: winner id}.
+
+        Two prompts can lead to the same object (one object slid behind another and its prompt
+        now lands on the occluder). The object whose answer agrees less with its own mask at that
+        frame gives way, and is lost until it shows up again.
+        """
+        ids = [i for i in results if results[i][0].any()]
+        own: Dict[int, float] = {}
+        for i in ids:
+            prior = snapshot[i].full_mask(shape) if snapshot[i].crop is not None else None
+            own[i] = _iou(results[i][0], prior) if prior is not None else 0.0
+        out: Dict[int, int] = {}
+        for a_pos, a in enumerate(ids):
+            for b in ids[a_pos + 1 :]:
+                if a in out or b in out:
+                    continue
+                if _iou(results[a][0], results[b][0]) > 0.5:
+                    loser, winner = (a, b) if own[a] < own[b] else (b, a)
+                    out[loser] = winner
+        return out
+
+    def _accept(self, obj: _Object, mask_f: np.ndarray, score: float, f: int, prior: _Geometry) -> None:
+        """Take a decoded mask of frame ``f`` (or lose the object), warped to the current frame."""
+        area = int(mask_f.sum())
+        ref = prior.area if obj.state == TRACKED else obj.good_area
+        if score < self.min_score or area < self.min_area or (ref and area < self.collapse * ref):
+            if obj.state == PENDING and obj.last_good is None:
+                obj.last_good = _Geometry(points=prior.points, labels=prior.labels, box=prior.box)
+            self._lose(obj, f"score {score:.2f}, area {area} px (was {ref})")
+            return
+        if obj.state == LOST and obj.good_area and area > obj.good_area / self.collapse:
+            return  # a much bigger blob where the object was: not it
+        # warp from frame f to now
+        m = flow.IDENTITY.copy()
+        for idx, step_m in obj.motion.items():
+            if idx > f:
+                m = flow.compose(m, step_m)
+        mask_now = flow.warp_mask(mask_f, m) if obj.state != LOST else mask_f
+        if int(mask_now.sum()) < self.min_area:
+            self._lose(obj, "left the frame")
+            return
+        if obj.state != TRACKED:
+            logger.debug("object %d %s", obj.id, "re-acquired" if obj.state == LOST else "acquired")
+        obj.mask = mask_now
+        obj.state = TRACKED
+        obj.score = float(score)
+        obj.decoded_at = f
+        obj.box = None  # the mask is the prompt from now on; so are its positive points
+        keep = obj.labels == 0
+        obj.points, obj.labels = obj.points[keep], obj.labels[keep]
+        obj.good_area = int(mask_now.sum())
+        obj.last_good = _geometry_from_mask(mask_now, np.zeros((0, 2)), np.zeros(0, np.float32))
+        self._record(obj)
+
+
+def _mostly_inside(mask: np.ndarray, box: np.ndarray, grow: float = 0.3, share: float = 0.7) -> bool:
+    """Whether >= ``share`` of the mask lies in ``box`` grown by ``grow`` of its size on each side."""
+    area = np.count_nonzero(mask)
+    if area == 0:
+        return True
+    x0, y0, x1, y1 = box
+    dx, dy = grow * (x1 - x0) + 8, grow * (y1 - y0) + 8
+    h, w = mask.shape
+    xa, ya = max(0, int(x0 - dx)), max(0, int(y0 - dy))
+    xb, yb = min(w, int(np.ceil(x1 + dx)) + 1), min(h, int(np.ceil(y1 + dy)) + 1)
+    return np.count_nonzero(mask[ya:yb, xa:xb]) >= share * area
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
+
+
+def _warp_box(box: np.ndarray, m: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    pts = flow.warp_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64), m)
+    return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
+
+
+def _choose(masks: np.ndarray, scores: np.ndarray, prior: Optional[np.ndarray], boxed: bool) -> Tuple[np.ndarray, float]:
+    """Pick one of the C candidate masks: the most consistent with the propagated mask, else the best score."""
+    c = masks.shape[0]
+    if prior is None or not prior.any():
+        # box prompts: mask 0 is the single-mask answer; points only: best of the multimask outputs
+        i = 0 if boxed or c == 1 else 1 + int(np.argmax(scores[1:]))
+        return masks[i].astype(bool), float(scores[i])
+    best, best_val = 0, -1.0
+    for i in range(c):
+        m = masks[i]
+        inter = np.count_nonzero(m & prior)
+        union = np.count_nonzero(m | prior)
+        iou = inter / union if union else 0.0
+        val = iou + 0.25 * float(scores[i])
+        if val > best_val:
+            best, best_val = i, val
+    return masks[best].astype(bool), float(scores[best])

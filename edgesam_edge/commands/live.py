@@ -1,0 +1,157 @@
+"""`edgesam live`: segment what you point at, live, from a camera, stream, file or the synthetic scene."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any, List, Optional
+
+HELP = "segment objects live from a camera, stream, video, image folder or the synthetic scene"
+logger = logging.getLogger(__name__)
+
+DEFAULT_SOURCE = "synthetic://"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .segment import add_model_arguments
+
+    p.add_argument("source", nargs="?", default=DEFAULT_SOURCE,
+                   help="camera index (0), /dev/video0, v4l2://, csi://0, picam://0, rtsp://..., video file, "
+                        "image folder or glob, synthetic://?size=640x480&fps=30&objects=3&seed=0&motion=medium "
+                        "(default: synthetic://)")
+    add_model_arguments(p)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="encoder threads for onnxruntime (default: all cores but one, so the display keeps a core)")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y[,L]",
+                   help="point prompt in first-frame pixels; each positive point starts an object, a negative "
+                        "(L=0) one belongs to the object before it; repeatable")
+    p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1",
+                   help="box prompt in first-frame pixels, one object each; repeatable")
+    p.add_argument("--prompt-from-gt", action="store_true",
+                   help="one box per ground-truth object of the first frame (synthetic sources)")
+    p.add_argument("--sink", action="append", default=[], metavar="SPEC",
+                   help="window, mjpeg://127.0.0.1:8080, video://out.mp4, jsonl://tracks.jsonl or none; "
+                        "repeatable (default: window, or none with --headless)")
+    p.add_argument("--headless", action="store_true", help="no window (default sink none)")
+    p.add_argument("--size", metavar="WxH", help="frame size to request from the camera / resize to")
+    p.add_argument("--fps", type=float, help="frame rate to request from the camera / play files at")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N displayed frames")
+    p.add_argument("--stats", metavar="JSON", help="write the run's statistics here")
+    p.add_argument("--reconnect", action="store_true", help="re-open cameras and streams after a drop")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def parse_prompts(points: List[str], boxes: List[str]) -> list:
+    """CLI prompt strings -> loop Prompts (each positive point / box is one object)."""
+    from ..camera.loop import Prompt
+    from ..cli import parse_floats
+    from ..errors import InvalidPrompt
+
+    out: List[Any] = []
+    pending: Optional[dict] = None
+    for text in points:
+        vals = parse_floats(text, (2, 3), "--point")
+        label = 1 if len(vals) == 2 else vals[2]
+        if label not in (0.0, 1.0):
+            raise InvalidPrompt(f"--point {text!r}: label {label:g} is not 1 (positive) or 0 (negative)")
+        if label == 1.0:
+            pending = {"points": [vals[:2]], "labels": [1.0]}
+            out.append(pending)
+        else:
+            if pending is None:
+                raise InvalidPrompt(f"--point {text!r}: a negative point must follow a positive one (its object)")
+            pending["points"].append(vals[:2])
+            pending["labels"].append(0.0)
+    prompts = [Prompt(points=d["points"], labels=d["labels"]) for d in out]
+    for text in boxes:
+        b = parse_floats(text, (4,), "--box")
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise InvalidPrompt(f"--box {text!r} has x1 <= x0 or y1 <= y0; expected X0,Y0,X1,Y1")
+        prompts.append(Prompt(box=b))
+    return prompts
+
+
+def _check_stats_path(path: Optional[str], force: bool) -> None:
+    from ..errors import EdgeSamError, OutputExists
+
+    if not path:
+        return
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise EdgeSamError(f"--stats {path!r} is a folder, expected a file path")
+    if p.exists() and not force:
+        raise OutputExists(f"{path!r} exists: pass --force to overwrite it")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise EdgeSamError(f"cannot write --stats {path!r}: folder {str(parent)!r} does not exist or is not writable")
+
+
+def open_predictor(args: argparse.Namespace) -> Any:
+    """The Predictor for --bundle / --checkpoint / the default bundle, with encoder threads for live use."""
+    from ..bundle import load_bundle
+    from ..predictor import Predictor, select_backend
+    from .segment import resolve_bundle
+
+    if getattr(args, "bundle", None) or getattr(args, "checkpoint", None):
+        bundle = resolve_bundle(args)
+    else:
+        from .demo import default_bundle
+
+        bundle = default_bundle()
+    options = {}
+    name = select_backend(load_bundle(bundle), args.backend)
+    if name == "onnxruntime":
+        threads = args.threads
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 2) - 1)
+        options["threads"] = int(threads)
+    elif args.threads is not None:
+        logger.warning("--threads applies to onnxruntime only; ignored for %s", name)
+    return Predictor.load(bundle, backend=name, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..camera.errors import SinkError
+    from ..camera.loop import LiveLoop
+    from ..camera.sinks import parse_sink
+    from ..camera.sources import open_source
+    from ..camera.tracker import Tracker
+    from ..bundle import write_json_atomic
+    from ..errors import EdgeSamError
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise EdgeSamError(f"--max-frames {args.max_frames} is not a positive number")
+    if args.threads is not None and args.threads < 1:
+        raise EdgeSamError(f"--threads {args.threads} is not a positive number")
+    prompts = parse_prompts(args.point, args.box)
+    specs = list(args.sink) or (["none"] if args.headless else ["window"])
+    if args.headless and any(s.strip().lower() == "window" for s in specs):
+        raise SinkError("--headless and --sink window contradict each other")
+    sinks = [parse_sink(s, args.force) for s in specs]
+    _check_stats_path(args.stats, args.force)
+    source = open_source(args.source, size=args.size, fps=args.fps, reconnect=args.reconnect)
+    for s in sinks:  # ports and output paths, before loading the model
+        s.prepare()
+    try:
+        predictor = open_predictor(args)
+    except BaseException:
+        for s in sinks:
+            s.close(False)
+        raise
+    try:
+        loop = LiveLoop(source, Tracker(predictor), sinks, max_frames=args.max_frames, prompts=prompts,
+                        prompt_from_gt=args.prompt_from_gt)
+        stats = loop.run()
+    finally:
+        predictor.close()
+    stats["bundle"] = str(predictor.bundle.root) if getattr(predictor, "bundle", None) is not None else None
+    if args.stats:
+        write_json_atomic(Path(args.stats).expanduser(), stats)
+    j = stats.get("J", {}).get("mean")
+    logger.info("%d frames, display %.1f fps, model %.2f embeddings/s, latency p50 %s ms p90 %s ms, dropped %d%s (%s)",
+                stats["frames"], stats["display_fps"], stats["model_fps"], stats["latency_ms"]["p50"],
+                stats["latency_ms"]["p90"], stats["dropped"], "" if j is None else f", mean J {j:.3f}",
+                stats.get("stopped_because", ""))
+    return 0

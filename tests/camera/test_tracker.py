@@ -1,0 +1,209 @@
+import numpy as np
+import pytest
+
+from edgesam_edge.camera.flow import mask_box
+from edgesam_edge.camera.oracle import GroundTruthOracle
+from edgesam_edge.camera.sources import Frame
+from edgesam_edge.camera.synthetic import SyntheticScene
+from edgesam_edge.camera.tracker import LOST, PENDING, TRACKED, Tracker
+from edgesam_edge.errors import InvalidPrompt
+
+
+def iou(a, b):
+    u = np.count_nonzero(a | b)
+    return 1.0 if u == 0 else np.count_nonzero(a & b) / u
+
+
+class Clip:
+    """Frames of a synthetic scene, shown to an oracle as they are made."""
+
+    def __init__(self, motion="medium", objects=3, seed=0, size=(320, 240), hide=None):
+        self.scene = SyntheticScene(size[0], size[1], objects, seed, motion)
+        self.oracle = GroundTruthOracle()
+        self.hide = hide or {}  # frame range -> ids the oracle cannot see (fully occluded)
+        self.frames = {}
+
+    def frame(self, i):
+        if i not in self.frames:
+            img, gt = self.scene.render(i)
+            seen = dict(gt)
+            for (a, b), ids in self.hide.items():
+                if a <= i < b:
+                    for k in ids:
+                        seen[k] = np.zeros_like(gt[k])
+            self.oracle.observe(img, seen)
+            self.frames[i] = Frame(img, i, 0.0, gt)
+        return self.frames[i]
+
+    def boxes(self, i):
+        out = []
+        for k, m in self.frame(i).gt.items():
+            x0, y0, x1, y1 = mask_box(m)
+            out.append((k, (x0, y0, x1 - 1, y1 - 1)))
+        return out
+
+
+def start(clip, ids=None):
+    tracker = Tracker(clip.oracle)
+    for k, b in clip.boxes(0):
+        if ids is None or k in ids:
+            tracker.add(box=b)
+    tracks = tracker.step(clip.frame(0), encode=True)
+    assert [t.state for t in tracks] == [TRACKED] * len(tracks)
+    return tracker
+
+
+def test_flow_carries_masks_between_encodings():
+    clip = Clip()
+    tracker = start(clip)
+    for i in range(1, 21):
+        tracks = tracker.step(clip.frame(i))
+    gt = clip.frame(20).gt
+    flowed = [iou(t.mask, gt[t.id]) for t in tracks]
+    frozen = [iou(clip.frame(0).gt[k], gt[k]) for k in gt]  # what a tracker without flow would show
+    assert all(t.state == TRACKED and t.age == 20 for t in tracks)
+    assert np.mean(flowed) > 0.8
+    assert np.mean(flowed) > np.mean(frozen) + 0.2
+
+
+def test_refine_with_an_old_embedding_is_warped_to_now():
+    clip = Clip()
+    tracker = start(clip)
+    for i in range(1, 16):
+        tracker.step(clip.frame(i))
+    emb = clip.oracle.encode(clip.frame(6).image)
+    assert tracker.refine(emb, 6) == 3
+    tracks = tracker.tracks()
+    for t in tracks:
+        now, then = clip.frame(15).gt[t.id], clip.frame(6).gt[t.id]
+        assert t.age == 9
+        assert iou(t.mask, now) > 0.85
+        assert iou(t.mask, now) > iou(t.mask, then)  # moved to frame 15, not left at frame 6
+
+
+def test_reprompt_uses_box_and_interior_points_of_the_mask_at_that_frame():
+    clip = Clip()
+    tracker = start(clip, ids=[2])
+    calls = []
+    real = clip.oracle.predict
+
+    def spy(**kw):
+        calls.append(kw)
+        return real(**kw)
+
+    clip.oracle.predict = spy
+    for i in range(1, 5):
+        tracker.step(clip.frame(i))
+    mask_at_4 = tracker.tracks()[0].mask
+    for i in range(5, 9):
+        tracker.step(clip.frame(i))
+    tracker.refine(clip.oracle.encode(clip.frame(4).image), 4)
+    kw = calls[-1]
+    x0, y0, x1, y1 = mask_box(mask_at_4)
+    assert np.allclose(kw["box"][0], [x0, y0, x1 - 1, y1 - 1])
+    pos = kw["point_coords"][0][kw["point_labels"][0] == 1]
+    assert len(pos) >= 1
+    for x, y in pos:
+        assert mask_at_4[int(y), int(x)]  # positive points lie inside the mask
+
+
+def test_all_objects_in_one_decoder_call():
+    clip = Clip(objects=4)
+    tracker = start(clip)
+    for i in range(1, 6):
+        tracker.step(clip.frame(i))
+    before_o, before_t = clip.oracle.predict_calls, tracker.decoder_calls
+    assert tracker.refine(clip.oracle.encode(clip.frame(5).image), 5) == 4
+    assert clip.oracle.predict_calls - before_o == 1
+    assert tracker.decoder_calls - before_t == 1
+    for t in tracker.tracks():  # each object got its own answer back
+        assert iou(t.mask, clip.frame(5).gt[t.id]) > 0.95
+
+
+def test_lost_when_the_object_vanishes_and_reacquired_when_it_returns():
+    clip = Clip(motion="slow", hide={(8, 20): [2]})
+    tracker = start(clip)
+    for i in range(1, 30):
+        tracker.step(clip.frame(i))
+        if i in (10, 24):
+            tracker.refine(clip.oracle.encode(clip.frame(i).image), i)
+            states = {t.id: t.state for t in tracker.tracks()}
+            if i == 10:
+                assert states == {1: TRACKED, 2: LOST, 3: TRACKED}
+                lost = [t for t in tracker.tracks() if t.id == 2][0]
+                assert not lost.mask.any() and lost.box is None
+            else:
+                assert states == {1: TRACKED, 2: TRACKED, 3: TRACKED}
+    t2 = [t for t in tracker.tracks() if t.id == 2][0]
+    assert iou(t2.mask, clip.frame(29).gt[2]) > 0.8
+
+
+def test_lost_when_score_collapses():
+    clip = Clip(objects=1)
+    tracker = start(clip)
+    tracker.step(clip.frame(1))
+    real = clip.oracle.predict
+
+    def low_score(**kw):
+        m, s, lo = real(**kw)
+        return m, s * 0.1, lo
+
+    clip.oracle.predict = low_score
+    tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
+    assert tracker.tracks()[0].state == LOST
+
+
+def test_points_only_object_and_waiting_for_a_newer_embedding():
+    clip = Clip(objects=1, motion="static")
+    tracker = Tracker(clip.oracle)
+    tracker.step(clip.frame(0))
+    tracker.step(clip.frame(1))
+    gt = clip.frame(1).gt[1]
+    ys, xs = np.nonzero(gt)
+    k = len(xs) // 2
+    oid = tracker.add(points=[(xs[k], ys[k])])
+    assert tracker.tracks()[0].state == PENDING
+    tracker.step(clip.frame(2))
+    # an embedding of a frame before the prompt existed cannot answer it
+    assert tracker.refine(clip.oracle.encode(clip.frame(0).image), 0) == 0
+    assert tracker.tracks()[0].state == PENDING
+    assert tracker.refine(clip.oracle.encode(clip.frame(2).image), 2) == 1
+    t = tracker.tracks()[0]
+    assert t.id == oid and t.state == TRACKED and iou(t.mask, clip.frame(2).gt[1]) > 0.95
+
+
+def test_add_remove_and_bad_prompts():
+    clip = Clip(objects=1)
+    tracker = Tracker(clip.oracle)
+    tracker.step(clip.frame(0))
+    a = tracker.add(box=(10, 10, 50, 50))
+    b = tracker.add(points=[(20, 20), (30, 30)], labels=[1, 0])
+    assert (a, b) == (1, 2) and tracker.ids == [1, 2]
+    tracker.remove(a)
+    assert tracker.ids == [2]
+    with pytest.raises(InvalidPrompt, match="outside the 320x240 frame"):
+        tracker.add(points=[(400, 20)])
+    with pytest.raises(InvalidPrompt, match="x1 <= x0"):
+        tracker.add(box=(50, 10, 40, 20))
+    with pytest.raises(InvalidPrompt, match="labels"):
+        tracker.add(points=[(1, 1)], labels=[2])
+    with pytest.raises(InvalidPrompt, match="no prompt"):
+        tracker.add()
+    with pytest.raises(InvalidPrompt, match="not tracked"):
+        tracker.add(points=[(1, 1)], labels=[0], object_id=99)
+    tracker.clear()
+    assert tracker.tracks() == []
+
+
+def test_history_is_bounded():
+    clip = Clip(objects=2)
+    tracker = Tracker(clip.oracle, history=10)
+    for _, b in clip.boxes(0):
+        tracker.add(box=b)
+    tracker.step(clip.frame(0), encode=True)
+    for i in range(1, 40):
+        tracker.step(clip.frame(i))
+    for obj in tracker._objects.values():
+        assert len(obj.history) <= 10 and len(obj.motion) <= 10
+    # an embedding older than the history is skipped, not misapplied
+    assert tracker.refine(clip.oracle.encode(clip.frame(5).image), 5) == 0
