@@ -21,7 +21,6 @@ dir (``edgesam weights download`` records what it downloaded there).
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from .bundle import sha256_file
 from .errors import BackendUnavailable, CheckpointError, DownloadError, EdgeSamError
 
 logger = logging.getLogger(__name__)
@@ -154,24 +154,9 @@ def _unwrap(obj: Any, path: Path) -> Mapping[str, Any]:
 
 
 def _shapes_with_torch(path: Path) -> Dict[str, Shape]:
-    import torch
+    from .model.checkpoint import read_state_dict  # torch.load(weights_only=True), refusing pickled code
 
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: refused to load: it is not a plain tensor checkpoint ({first[:160]}); "
-            "only weights are read, never pickled code") from None
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:160]}); "
-            "is the file truncated?") from None
-    sd = _unwrap(obj, path)
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: expected a state_dict of tensors; {bad[0]!r} is not a tensor")
-    return {str(k): tuple(int(d) for d in v.shape) for k, v in sd.items()}
+    return {str(k): tuple(int(d) for d in v.shape) for k, v in read_state_dict(path).items()}
 
 
 class _TensorRecord:
@@ -327,15 +312,6 @@ def read_shapes(path: PathLike, use_torch: Optional[bool] = None) -> Dict[str, S
     raise BackendUnavailable("reading a legacy (pre-zip) PyTorch checkpoint", "export", "it needs torch")
 
 
-def sha256_of(path: PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(path: PathLike, use_torch: Optional[bool] = None) -> Dict[str, Any]:
     """Check a checkpoint against the official EdgeSAM layout.
 
@@ -349,7 +325,7 @@ def verify(path: PathLike, use_torch: Optional[bool] = None) -> Dict[str, Any]:
     """
     p = Path(path).expanduser()
     shapes = read_shapes(p, use_torch=use_torch)
-    digest = sha256_of(p)
+    digest = sha256_file(p)
     diff = compare_layout(shapes)
     official = next((c.name for c in CHECKPOINTS.values() if c.sha256 and c.sha256 == digest), None)
     return {
@@ -565,7 +541,7 @@ def download(
 
 def _check(path: Path, want_sha: Optional[str], use_torch: Optional[bool]) -> Dict[str, Any]:
     if want_sha is not None:
-        got = sha256_of(path)
+        got = sha256_file(path)
         if got != want_sha:
             raise DownloadError(f"sha256 {got} does not match the expected {want_sha}")
     report = verify(path, use_torch=use_torch)

@@ -169,7 +169,7 @@ def test_registry_has_the_official_urls():
 def test_verify_reference_checkpoint(reference_checkpoint, use_torch):
     report = W.verify(reference_checkpoint, use_torch=use_torch)
     assert report["ok"] and report["num_tensors"] == 821
-    assert report["sha256"] == W.sha256_of(reference_checkpoint)
+    assert report["sha256"] == W.sha256_file(reference_checkpoint)
     assert report["missing"] == report["unexpected"] == report["mismatched"] == []
 
 
@@ -292,7 +292,7 @@ def test_download(server, fake_ckpt, tmp_path):
 
 def test_download_with_matching_sha256(server, fake_ckpt, tmp_path):
     out = W.download("edge_sam", tmp_path, url=server.url("/edge_sam.pth"), progress=False,
-                     sha256=W.sha256_of(fake_ckpt).upper())
+                     sha256=W.sha256_file(fake_ckpt).upper())
     assert out.read_bytes() == fake_ckpt.read_bytes()
 
 
@@ -417,14 +417,14 @@ def test_cli_download_sets_default(server, fake_ckpt, tmp_path, monkeypatch, cap
                  "--url", server.url("/edge_sam.pth")])
     out = capsys.readouterr().out
     assert code == 0
-    assert W.sha256_of(fake_ckpt) in out and "layout:  OK" in out
+    assert W.sha256_file(fake_ckpt) in out and "layout:  OK" in out
     assert W.configured_checkpoint() == (tmp_path / "w" / "edge_sam.pth").resolve()
 
 
 def test_cli_verify(fake_ckpt, capsys):
     assert main(["weights", "verify", str(fake_ckpt)]) == 0
     out = capsys.readouterr().out
-    assert W.sha256_of(fake_ckpt) in out and "821 tensors" in out
+    assert W.sha256_file(fake_ckpt) in out and "821 tensors" in out
     assert main(["weights", "verify", "--json", str(fake_ckpt)]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
 

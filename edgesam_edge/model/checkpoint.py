@@ -44,7 +44,9 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
             "only weights are loaded, never pickled code"
         ) from None
     except Exception as exc:
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:160]})") from None
+        raise CheckpointError(
+            f"{p}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:160]}); is the file truncated?"
+        ) from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
