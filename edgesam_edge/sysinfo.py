@@ -115,3 +115,71 @@ def device_info() -> Dict[str, Any]:
         "board": board_model(),
         "python": sys.version.split()[0],
     }
+
+
+# -- added for `edgesam bench` (edgesam_edge.bench) -------------------------------------
+
+#: Jetson SoCs (device-tree "compatible" string) -> (GPU, CUDA compute capability).
+_TEGRA_GPUS = {
+    "nvidia,tegra234": ("NVIDIA Ampere GPU (Jetson Orin)", "8.7"),
+    "nvidia,tegra194": ("NVIDIA Volta GPU (Jetson Xavier)", "7.2"),
+    "nvidia,tegra186": ("NVIDIA Pascal GPU (Jetson TX2)", "6.2"),
+    "nvidia,tegra210": ("NVIDIA Maxwell GPU (Jetson Nano / TX1)", "5.3"),
+}
+
+
+def cpu_vendor() -> Dict[str, Optional[str]]:
+    """CPU vendor and family as /proc/cpuinfo states them.
+
+    x86: ``{"vendor": "AuthenticAMD" | "GenuineIntel", "family": "25", "model": "17"}``;
+    Arm: ``{"vendor": "0x41" (implementer), "family": None, "model": "0xd0b" (part)}``.
+    Values are None where the kernel does not say.
+    """
+    text = _read("/proc/cpuinfo")
+
+    def field(*keys: str) -> Optional[str]:
+        for key in keys:
+            m = re.search(rf"^{key}\s*:\s*(\S+)", text, re.M)
+            if m:
+                return m.group(1)
+        return None
+
+    return {
+        "vendor": field("vendor_id", "CPU implementer"),
+        "family": field("cpu family"),
+        "model": field("model", "CPU part"),
+    }
+
+
+def device_tree_compatible() -> List[str]:
+    """The device tree's "compatible" strings (Jetson, Raspberry Pi), most specific first."""
+    raw = _read("/proc/device-tree/compatible")
+    return [s for s in raw.split("\x00") if s]
+
+
+def gpu_info(timeout: float = 5.0) -> Optional[Dict[str, Any]]:
+    """The first GPU's name and CUDA compute capability, or None if there is none.
+
+    Reads ``nvidia-smi`` on discrete GPUs and the device tree on Jetson boards
+    (whose integrated GPU nvidia-smi may not list).
+    """
+    import shutil
+    import subprocess
+
+    for compat in device_tree_compatible():
+        if compat in _TEGRA_GPUS:
+            name, cc = _TEGRA_GPUS[compat]
+            return {"name": name, "compute_capability": cc, "source": "device-tree"}
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        line = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2 and parts[0]:
+            return {"name": parts[0], "compute_capability": parts[1],
+                    "driver": parts[2] if len(parts) > 2 else None, "source": "nvidia-smi"}
+    return None

@@ -1,0 +1,400 @@
+"""The benchmark runner: time each stage of each bundle, then the physical limit and the live loop.
+
+For every bundle (on the chosen backend) it measures, in this order:
+
+1. ``load``: :meth:`Predictor.load` (one run).
+2. ``warmup`` untimed ``set_image`` + ``predict``.
+3. ``runs`` x (``set_image`` then ``predict`` of one positive point at the image
+   centre), giving ``preprocess`` and ``encoder`` (the Predictor's own timings),
+   ``set_image`` and ``set_image+predict`` (wall clock around the calls).
+4. For each K in ``objects``: ``runs`` x ``predict`` of K objects in one batch
+   (each a box and a positive point inside it, as the camera loop prompts),
+   giving ``decoder``, ``postprocess`` and ``predict``.
+
+Samples measured before a Ctrl-C are kept: the report then holds every stage
+with at least one sample and ``"interrupted": true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import BackendUnavailable, EdgeSamError
+from .device import collect_device, collect_versions, now_utc
+from .memory import peak_rss_mb, reset_peak_rss
+from .peak import PeakEstimate, device_peak, limit_ms, measure_sgemm_gflops, percent_of_limit, reconcile
+from .report import RESULT_KEYS
+from .stats import summarize
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BenchConfig", "BenchRun", "SAMPLE_IMAGE", "object_prompts"]
+
+SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
+#: Backends whose encoder runs on a GPU: the CPU peak says nothing about them.
+GPU_BACKENDS = ("tensorrt",)
+
+Key = Tuple[str, Optional[int]]
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and how.
+
+    Attributes:
+        runs: timed runs per stage (>= 1).
+        warmup: untimed runs first (>= 0).
+        threads: backend threads (None: the backend's default, physical cores for ONNX Runtime).
+        objects: numbers of objects per decoder batch to time.
+        image: image file (None: the packaged 512x512 astronaut photo).
+        peak_gflops: device peak override (None: estimated).
+        live: camera source for the headless live loop (None: not run).
+        live_frames: frames of the live loop.
+        progress: show a progress bar.
+        check_peak: time a BLAS SGEMM to check the peak estimate (see :mod:`.peak`).
+    """
+
+    runs: int = 20
+    warmup: int = 3
+    threads: Optional[int] = None
+    objects: Tuple[int, ...] = (1, 4, 16)
+    image: Optional[str] = None
+    peak_gflops: Optional[float] = None
+    live: Optional[str] = None
+    live_frames: int = 300
+    progress: bool = True
+    check_peak: bool = True
+
+    def validate(self) -> None:
+        """Raise EdgeSamError on a value out of range (one line naming it)."""
+        if not isinstance(self.runs, int) or self.runs < 1:
+            raise EdgeSamError(f"--runs {self.runs!r} must be an integer >= 1")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise EdgeSamError(f"--warmup {self.warmup!r} must be an integer >= 0")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise EdgeSamError(f"--threads {self.threads!r} must be an integer >= 1")
+        if not self.objects or any(not isinstance(k, int) or k < 1 for k in self.objects):
+            raise EdgeSamError(f"--objects {list(self.objects)!r} must be positive integers, e.g. 1,4,16")
+        if self.peak_gflops is not None and not self.peak_gflops > 0:
+            raise EdgeSamError(f"--peak-gflops {self.peak_gflops!r} must be a positive number")
+        if self.live_frames < 1:
+            raise EdgeSamError(f"--live-frames {self.live_frames!r} must be >= 1")
+
+
+@dataclass
+class _Target:
+    path: Path
+    name: str
+    backend: str
+    bundle: Any
+
+
+def object_prompts(k: int, h: int, w: int, seed: int = 0) -> Dict[str, np.ndarray]:
+    """K objects in an h x w image, each a box and a positive point at its centre (deterministic).
+
+    Returns:
+        ``{"point_coords": (K, 1, 2), "point_labels": (K, 1), "box": (K, 4)}`` float arrays.
+    """
+    rng = np.random.default_rng(seed)
+    bw = rng.uniform(0.15, 0.5, k) * w
+    bh = rng.uniform(0.15, 0.5, k) * h
+    x0 = rng.uniform(0, 1, k) * (w - 1 - bw)
+    y0 = rng.uniform(0, 1, k) * (h - 1 - bh)
+    boxes = np.stack([x0, y0, x0 + bw, y0 + bh], 1)
+    points = np.stack([x0 + bw / 2, y0 + bh / 2], 1)[:, None, :]
+    return {"point_coords": points, "point_labels": np.ones((k, 1)), "box": boxes}
+
+
+def _bundle_name(path: Path, taken: Sequence[str]) -> str:
+    name = path.name or str(path)
+    i = 2
+    base = name
+    while name in taken:
+        name = f"{base}#{i}"
+        i += 1
+    return name
+
+
+class BenchRun:
+    """One benchmark over several bundles; :meth:`run` returns the report dict.
+
+    Every argument is checked up front (bundles exist and load, the backend is known and
+    installed for each), so bad input fails before anything is timed.
+
+    Args:
+        bundles: bundle folders (or official EdgeSAM ONNX folders).
+        backend: backend name or "auto".
+        config: :class:`BenchConfig`.
+        names: optional display names of the bundles (default: folder names).
+    """
+
+    def __init__(self, bundles: Sequence[Any], backend: str = "auto", config: Optional[BenchConfig] = None,
+                 names: Optional[Sequence[str]] = None) -> None:
+        from ..bundle import load_bundle
+        from ..imageio import read_image
+        from ..predictor import select_backend
+
+        self.config = config or BenchConfig()
+        self.config.validate()
+        if not bundles:
+            raise EdgeSamError("no bundle to benchmark")
+        self.targets: List[_Target] = []
+        for i, p in enumerate(bundles):
+            bundle = load_bundle(p)
+            try:
+                name = select_backend(bundle, backend)
+                cls = _backend_class(name)
+            except ImportError as exc:
+                raise BackendUnavailable(f"backend {backend!r}", backend, str(exc)) from None
+            info = cls.probe()
+            if not info.available:
+                raise BackendUnavailable(f"backend {name!r}", cls.extra or name, info.reason)
+            label = names[i] if names and i < len(names) else _bundle_name(bundle.root, [t.name for t in self.targets])
+            self.targets.append(_Target(bundle.root, label, name, bundle))
+        self.image = read_image(self.config.image) if self.config.image else read_image(SAMPLE_IMAGE)
+        self.image_name = Path(self.config.image).name if self.config.image else SAMPLE_IMAGE.name
+        self.device = collect_device()
+        self.peak: PeakEstimate = device_peak(self.device, self.config.peak_gflops)
+        if self.config.peak_gflops is None and self.config.check_peak:
+            self.peak = reconcile(self.peak, measure_sgemm_gflops())
+        self._samples: Dict[str, Dict[Key, List[float]]] = {}
+        self._rss: Dict[str, Optional[float]] = {}
+        self._rss_phases: Dict[str, Dict[str, Optional[float]]] = {}
+        self._gmacs: Dict[str, Optional[float]] = {}
+        self.live: Optional[Dict[str, Any]] = None
+        self.interrupted = False
+        self.command: Optional[str] = None
+        self._load_before = _load_average()
+
+    # -- measuring ----------------------------------------------------------------------
+    def run(self) -> Dict[str, Any]:
+        """Measure every bundle (and the live loop); KeyboardInterrupt propagates after
+        :meth:`report` has what was measured."""
+        try:
+            for target in self.targets:
+                self._count_macs(target)
+                self._bench(target)
+            if self.config.live:
+                from .live import measure_live
+
+                logger.info("live loop on %s (%d frames)...", self.config.live, self.config.live_frames)
+                t = self.targets[0]
+                self.live = measure_live(self.config.live, str(t.path), t.backend, self.config.live_frames)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
+        return self.report()
+
+    def _count_macs(self, target: _Target) -> None:
+        if target.bundle.format != "onnx":
+            self._gmacs[target.name] = None
+            return
+        from .macs import count_macs
+
+        try:
+            self._gmacs[target.name] = round(count_macs(target.bundle.artifact("encoder")).gmacs, 4)
+        except BackendUnavailable as exc:
+            logger.warning("not counting encoder MACs: %s", exc)
+            self._gmacs[target.name] = None
+
+    def _bench(self, t: _Target) -> None:
+        from ..predictor import Predictor
+
+        cfg = self.config
+        samples = self._samples.setdefault(t.name, {})
+        h, w = self.image.shape[:2]
+        point = np.array([[w / 2.0, h / 2.0]])
+        label = np.array([1.0])
+        prompts = {k: object_prompts(k, h, w) for k in cfg.objects}
+        total = cfg.warmup + cfg.runs + len(cfg.objects) * (min(cfg.warmup, 1) + cfg.runs)
+        bar = _progress(total, f"{t.name} ({t.backend})", cfg.progress)
+        reset_peak_rss()
+        options = {"threads": cfg.threads} if cfg.threads else {}
+        logger.info("benchmarking %s on %s: %d runs after %d warm-up", t.path, t.backend, cfg.runs, cfg.warmup)
+        try:
+            t0 = time.perf_counter()
+            predictor = Predictor.load(t.path, backend=t.backend, **options)
+            samples[("load", None)] = [1e3 * (time.perf_counter() - t0)]
+            phases = self._rss_phases.setdefault(t.name, {})
+            phases["load"] = peak_rss_mb()
+            try:
+                for _ in range(cfg.warmup):
+                    predictor.set_image(self.image)
+                    predictor.predict(point_coords=point, point_labels=label)
+                    bar.update()
+                for _ in range(cfg.runs):
+                    t0 = time.perf_counter()
+                    predictor.set_image(self.image)
+                    t1 = time.perf_counter()
+                    enc = predictor.last_timings
+                    for stage, ms in (("preprocess", enc.get("preprocess")), ("encoder", enc.get("encoder")),
+                                      ("set_image", 1e3 * (t1 - t0))):
+                        if ms is not None:
+                            samples.setdefault((stage, None), []).append(ms)
+                    predictor.predict(point_coords=point, point_labels=label)
+                    samples.setdefault(("set_image+predict", 1), []).append(1e3 * (time.perf_counter() - t0))
+                    bar.update()
+                phases["set_image+predict"] = peak_rss_mb()
+                for k in cfg.objects:
+                    kw = prompts[k]
+                    for _ in range(min(cfg.warmup, 1)):
+                        predictor.predict(**kw)
+                        bar.update()
+                    for _ in range(cfg.runs):
+                        t0 = time.perf_counter()
+                        predictor.predict(**kw)
+                        t1 = time.perf_counter()
+                        dec = dict(predictor.last_timings)
+                        for stage, ms in (("decoder", dec.get("decoder")), ("postprocess", dec.get("postprocess")),
+                                          ("predict", 1e3 * (t1 - t0))):
+                            if ms is not None:
+                                samples.setdefault((stage, k), []).append(ms)
+                        bar.update()
+                    phases[f"objects={k}"] = peak_rss_mb()
+            finally:
+                predictor.close()
+        finally:
+            bar.close()
+            self._rss[t.name] = peak_rss_mb()
+
+    # -- the report ---------------------------------------------------------------------
+    def results(self) -> List[Dict[str, Any]]:
+        """One row (see RESULT_KEYS) per bundle, stage and number of objects measured so far."""
+        rows: List[Dict[str, Any]] = []
+        for t in self.targets:
+            for (stage, objects), xs in self._samples.get(t.name, {}).items():
+                if not xs:
+                    continue
+                st = summarize(xs)
+                row = {"bundle": t.name, "backend": t.backend, "precision": t.bundle.precision,
+                       "input_size": t.bundle.input_size, "stage": stage, "objects": objects}
+                row.update(st.as_dict())
+                rows.append({k: row[k] for k in RESULT_KEYS})
+        order = {t.name: i for i, t in enumerate(self.targets)}
+        rows.sort(key=lambda r: (order[r["bundle"]], int(r["objects"] or 0), _stage_rank(r["stage"])))
+        return rows
+
+    def _limit(self, results: List[Dict[str, Any]]) -> Dict[str, Any]:
+        peak = self.peak.gflops
+        per: List[Dict[str, Any]] = []
+        known = {t.bundle.input_size: self._gmacs[t.name] for t in self.targets if self._gmacs.get(t.name)}
+        for t in self.targets:
+            gmacs = self._gmacs.get(t.name)
+            note = None
+            if gmacs is None and known:
+                # the encoder is fully convolutional: its MACs scale with the input area
+                s0, g0 = next(iter(known.items()))
+                gmacs = round(g0 * (t.bundle.input_size / s0) ** 2, 4)
+                note = f"scaled from the {s0}x{s0} ONNX encoder (this bundle is {t.bundle.format})"
+            enc = next((r["p50_ms"] for r in results if r["bundle"] == t.name and r["stage"] == "encoder"), None)
+            use_peak = peak
+            if t.backend in GPU_BACKENDS and self.config.peak_gflops is None:
+                use_peak, note = None, "runs on the GPU: pass --peak-gflops with the GPU's peak"
+            lim = limit_ms(gmacs, use_peak)
+            entry = {"bundle": t.name, "encoder_gmacs": gmacs, "limit_ms": lim, "encoder_p50_ms": enc,
+                     "percent_of_limit": percent_of_limit(lim, enc)}
+            if note:
+                entry["note"] = note
+            per.append(entry)
+        first = per[0] if per else {}
+        return {"encoder_gmacs": first.get("encoder_gmacs"), "peak_gflops": peak, "limit_ms": first.get("limit_ms"),
+                "basis": self.peak.basis, "peak": self.peak.as_dict(), "bundles": per}
+
+    def report(self) -> Dict[str, Any]:
+        """The JSON-ready report of what was measured so far (see :mod:`edgesam_edge.bench.report`)."""
+        from ..bundle import MANIFEST, sha256_file
+        from ..sysinfo import physical_cores
+
+        results = self.results()
+        bundles = []
+        for t in self.targets:
+            mpath = t.path / MANIFEST
+            bundles.append({
+                "name": t.name, "path": str(t.path), "backend": t.backend, "format": t.bundle.format,
+                "precision": t.bundle.precision, "input_size": t.bundle.input_size,
+                "official": t.bundle.official,
+                "manifest_sha256": sha256_file(mpath) if mpath.is_file() else None,
+                "artifacts": {role: a.get("sha256") for role, a in t.bundle.manifest.get("artifacts", {}).items()},
+                "peak_rss_mb": self._rss.get(t.name),
+                # the high-water mark after each phase (monotonic: it includes the phases before)
+                "peak_rss_mb_after": dict(self._rss_phases.get(t.name, {})),
+            })
+        cfg = self.config
+        h, w = self.image.shape[:2]
+        settings = {
+            "date": now_utc(),
+            "command": self.command,
+            "runs": cfg.runs,
+            "warmup": cfg.warmup,
+            "threads": cfg.threads or physical_cores(),
+            "threads_requested": cfg.threads,
+            "objects": list(cfg.objects),
+            "image": {"name": self.image_name, "width": int(w), "height": int(h)},
+            "prompts": {"set_image+predict": "one positive point at the image centre",
+                        "decoder": "K objects in one batch, each a box and a positive point"},
+            "precision": sorted({t.bundle.precision for t in self.targets}),
+            "input_size": sorted({t.bundle.input_size for t in self.targets}),
+            "bundles": bundles,
+            "load_average": {"before": self._load_before, "after": _load_average()},
+        }
+        rss = [v for v in self._rss.values() if v is not None]
+        report: Dict[str, Any] = {
+            "device": self.device,
+            "versions": collect_versions(sorted({t.backend for t in self.targets})),
+            "settings": settings,
+            "results": results,
+            "limit": self._limit(results),
+            "peak_rss_mb": max(rss) if rss else peak_rss_mb(),
+        }
+        if self.live is not None:
+            report["live"] = self.live
+        if self.interrupted:
+            report["interrupted"] = True
+        return report
+
+
+def _load_average() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none)."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return None
+
+
+def _stage_rank(stage: str) -> int:
+    from .report import STAGE_ORDER
+
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+
+
+def _backend_class(name: str) -> Any:
+    from ..engines.base import get_backend
+
+    return get_backend(name)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a base dependency
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="run", leave=False, file=sys.stderr)

@@ -1,0 +1,42 @@
+"""The official-pipeline baseline of benchmarks/ is faithful: for a box prompt (where the original
+adds no padding point either) its masks match our Predictor's with the exact (Pillow) resize."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PIL")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from official_pipeline import OfficialOnnxPipeline, longest_side_shape  # noqa: E402
+
+from edgesam_edge import Predictor  # noqa: E402
+from edgesam_edge import transforms as T  # noqa: E402
+
+
+def test_shape_rounding_matches_transforms():
+    for h, w in ((512, 512), (480, 640), (333, 1000), (1, 7)):
+        assert longest_side_shape(h, w, 1024) == T.preprocess_shape(h, w, 1024)
+
+
+def test_box_masks_agree_with_the_predictor(small_bundle, reference_images):
+    image = reference_images["chelsea"]  # 300x451, not square
+    plain = OfficialOnnxPipeline(str(Path(small_bundle) / "encoder.onnx"), str(Path(small_bundle) / "decoder.onnx"))
+    assert plain.size == 256
+    plain.set_image(image)
+    box = np.array([100.0, 50.0, 300.0, 250.0])
+    corners = box.reshape(1, 2, 2)
+    masks, scores, low_res = plain.predict(corners, np.array([[2.0, 3.0]]))
+    assert masks.shape == (1, 4) + image.shape[:2] and masks.dtype == bool
+    assert set(plain.last_timings) == {"decoder", "mask_upscale"}
+    with Predictor.load(small_bundle, resize="exact") as pred:
+        pred.set_image(image)
+        np.testing.assert_allclose(pred.get_image_embedding(), plain.features, atol=1e-4)
+        ours, our_scores, _ = pred.predict(box=box, num_multimask_outputs=4)
+    np.testing.assert_allclose(our_scores, scores[0], atol=1e-4)
+    inter = (ours & masks[0]).sum((1, 2))
+    union = np.maximum((ours | masks[0]).sum((1, 2)), 1)
+    assert (inter / union).min() >= 0.99
