@@ -192,6 +192,7 @@ def write_json_atomic(path: PathLike, data: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a manifest is meant to be read by all
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

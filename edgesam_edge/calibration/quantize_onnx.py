@@ -166,7 +166,7 @@ class FeedReader:
 
 
 def supports_range_cache() -> bool:
-    """Whether this onnxruntime's quantize_static can save/reuse calibrated ranges (1.23+)."""
+    """Whether this onnxruntime's quantize_static can save/reuse calibrated ranges (`calibration_cache_path`)."""
     return "calibration_cache_path" in inspect.signature(_quant().quantize_static).parameters
 
 

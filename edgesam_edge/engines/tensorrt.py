@@ -364,7 +364,9 @@ def build_engines(
         raise BundleError(f"bundle {src.root} is a {src.format} bundle: `edgesam build` reads an ONNX bundle "
                           "(from `edgesam export` or `edgesam calibrate`)")
     profile = decoder_profile(src.input_size, max_objects, max_points, opt_objects, opt_points)
-    sources = {role: src.artifact(role) for role in ENGINE_FILES}
+    # INT8 bundles carry a TensorRT-valid symmetric Q/DQ graph beside the ONNX Runtime one
+    arts = src.manifest.get("artifacts", {})
+    sources = {role: src.artifact(f"{role}_qdq" if f"{role}_qdq" in arts else role) for role in ENGINE_FILES}
     qdq = {role: has_qdq(path) for role, path in sources.items()}
     check_source_precision(precision, qdq, src.root)
     check_output_dir(out_dir, force)
