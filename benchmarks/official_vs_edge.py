@@ -75,10 +75,14 @@ def summary(xs: Sequence[float]) -> Dict[str, float]:
     return summarize(xs).as_dict()
 
 
-def interleave(fns: Dict[str, Callable[[], Dict[str, float]]], runs: int, warmup: int) -> Dict[str, Dict[str, List[float]]]:
+def interleave(fns: Dict[str, Callable[[], Dict[str, float]]], runs: int, warmup: int,
+               pause: float = 0.0) -> Dict[str, Dict[str, List[float]]]:
     """Call each fn in turn, ``warmup`` untimed rounds then ``runs`` rounds; each fn returns
     named millisecond timings of its call. The order rotates every round (A,B,C / B,C,A / ...)
-    so that no variant always runs first. Returns name -> timing name -> samples."""
+    so that no variant always runs first. ``pause`` seconds of sleep before each timed call
+    let the previous runtime's worker threads stop spinning (ONNX Runtime's and XNNPACK's
+    spin after a run and would otherwise steal the cores of the next variant, which a
+    single-runtime application never sees). Returns name -> timing name -> samples."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -86,6 +90,8 @@ def interleave(fns: Dict[str, Callable[[], Dict[str, float]]], runs: int, warmup
     names = list(fns)
     for i in range(runs):
         for name in names[i % len(names):] + names[: i % len(names)]:
+            if pause:
+                time.sleep(pause)
             for k, v in fns[name]().items():
                 out[name].setdefault(k, []).append(v)
         _log(f"  round {i + 1}/{runs}: " + ", ".join(f"{n} {out[n]['total'][-1]:.0f} ms" for n in fns))
@@ -124,19 +130,8 @@ def encoder_files(folder: Path) -> Dict[str, Path]:
     return {"encoder": b.artifact("encoder"), "decoder": b.artifact("decoder")}
 
 
-def spinning_session(path: Path, threads: Optional[int]) -> Any:
-    """Our session options, but with intra-op thread spinning allowed (ONNX Runtime's default)."""
-    import onnxruntime as ort
-
-    from edgesam_edge.engines.onnxruntime import session_options
-
-    ort.set_default_logger_severity(3)  # overwriting a config entry logs a warning
-    so = session_options(ort, threads)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-
-
-def bench_encoders(bundle: Path, official: Path, image: np.ndarray, runs: int, warmup: int, threads: Optional[int]):
+def bench_encoders(bundle: Path, official: Path, image: np.ndarray, runs: int, warmup: int, threads: Optional[int],
+                   pause: float = 0.0):
     import onnxruntime as ort
 
     from edgesam_edge import transforms as T
@@ -150,7 +145,6 @@ def bench_encoders(bundle: Path, official: Path, image: np.ndarray, runs: int, w
         "unfused+ours": open_session(str(unfused), threads),
         "fused+default": ort.InferenceSession(str(fused)),
         "fused+ours": open_session(str(fused), threads),
-        "fused+ours+spinning": spinning_session(fused, threads),
     }
 
     def timed(sess: Any) -> Callable[[], Dict[str, float]]:
@@ -164,22 +158,19 @@ def bench_encoders(bundle: Path, official: Path, image: np.ndarray, runs: int, w
         return call
 
     _log(f"(a) encoder: {runs} interleaved rounds of {', '.join(sessions)}")
-    return interleave({k: timed(s) for k, s in sessions.items()}, runs, warmup)
+    return interleave({k: timed(s) for k, s in sessions.items()}, runs, warmup, pause)
 
 
 def bench_end_to_end(bundle: Path, official: Path, image: np.ndarray, runs: int, warmup: int,
-                     threads: Optional[int]):
+                     threads: Optional[int], auto_bundles: Sequence[Path] = (), pause: float = 0.0):
     from edgesam_edge import Predictor
-    from edgesam_edge.engines.onnxruntime import OnnxDecoder, OnnxEncoder
 
     files = encoder_files(official)
     opts = {"threads": threads} if threads else {}
     ours = Predictor.load(bundle, backend="onnxruntime", **opts)
     ours_unfused = Predictor.load(official, backend="onnxruntime", **opts)
-    ours_files = encoder_files(bundle)
-    ours_spin = Predictor(OnnxEncoder(spinning_session(ours_files["encoder"], threads)),
-                          OnnxDecoder(spinning_session(ours_files["decoder"], threads)),
-                          ours.input_size, ours.score, backend_name="onnxruntime+spinning")
+    # further bundles (e.g. LiteRT), each on backend="auto": what a default Predictor picks
+    autos = {f"predictor+{b.name}": Predictor.load(b, backend="auto", **opts) for b in auto_bundles}
     plain = OfficialOnnxPipeline(str(files["encoder"]), str(files["decoder"]))
     pt, lb = np.array([POINT]), np.array([1.0])
     pt_official, lb_official = np.array([[POINT]]), np.array([[1.0]])
@@ -213,12 +204,15 @@ def bench_end_to_end(bundle: Path, official: Path, image: np.ndarray, runs: int,
                 "postprocess": dec["mask_upscale"]}
 
     fns = {"official": official_call, "predictor": predictor_call(ours),
-           "predictor+unfused": predictor_call(ours_unfused), "predictor+spinning": predictor_call(ours_spin)}
+           "predictor+unfused": predictor_call(ours_unfused)}
+    fns.update({name: predictor_call(pred) for name, pred in autos.items()})
+    for name, pred in autos.items():
+        _log(f"{name}: backend {pred.backend_name}")
     _log(f"(b) set_image+predict: {runs} interleaved rounds of {', '.join(fns)}")
     try:
-        return interleave(fns, runs, warmup)
+        return interleave(fns, runs, warmup, pause)
     finally:
-        for pred in (ours, ours_unfused, ours_spin):
+        for pred in (ours, ours_unfused, *autos.values()):
             pred.close()
 
 
@@ -240,6 +234,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--runs", type=int, default=10, help="interleaved timed rounds (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
     p.add_argument("--threads", type=int, default=None, help="threads of our sessions (default: physical cores)")
+    p.add_argument("--auto-bundle", action="append", default=[], metavar="DIR",
+                   help="also time Predictor.load(DIR, backend='auto') end to end (e.g. a LiteRT bundle); repeatable")
+    p.add_argument("--pause", type=float, default=0.1,
+                   help="seconds of idle before each timed call, so no runtime's spinning threads overlap the "
+                        "next one (default 0.1)")
     p.add_argument("--json", help="write the results as JSON here")
     args = p.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
@@ -253,8 +252,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         paths = export_pair(args.checkpoint, work, args.bundle, args.official_dir)
         image = astronaut()
-        enc = bench_encoders(paths["bundle"], paths["official"], image, args.runs, args.warmup, args.threads)
-        e2e = bench_end_to_end(paths["bundle"], paths["official"], image, args.runs, args.warmup, args.threads)
+        enc = bench_encoders(paths["bundle"], paths["official"], image, args.runs, args.warmup, args.threads,
+                             args.pause)
+        e2e = bench_end_to_end(paths["bundle"], paths["official"], image, args.runs, args.warmup, args.threads,
+                               [Path(b) for b in args.auto_bundle], args.pause)
 
     enc_stats = {k: summary(v["total"]) for k, v in enc.items()}
     e2e_stats = {k: {stage: summary(xs) for stage, xs in v.items()} for k, v in e2e.items()}
@@ -264,11 +265,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "encoder_session_options_only": paired_ratio(enc["fused+default"]["total"], enc["fused+ours"]["total"]),
         "end_to_end_predictor_vs_official": paired_ratio(e2e["official"]["total"], e2e["predictor"]["total"]),
         "end_to_end_pipeline_only": paired_ratio(e2e["predictor+unfused"]["total"], e2e["predictor"]["total"]),
-        "encoder_reparam_spinning_vs_official": paired_ratio(enc["unfused+default"]["total"],
-                                                             enc["fused+ours+spinning"]["total"]),
-        "end_to_end_predictor_spinning_vs_official": paired_ratio(e2e["official"]["total"],
-                                                                  e2e["predictor+spinning"]["total"]),
     }
+    for name in e2e:
+        if name.startswith("predictor+") and name != "predictor+unfused":
+            ratios[f"end_to_end_{name}_vs_official"] = paired_ratio(e2e["official"]["total"], e2e[name]["total"])
     verdict = {
         "end_to_end": {"target": TARGET_END_TO_END, "ratio": ratios["end_to_end_predictor_vs_official"],
                        "met": ratios["end_to_end_predictor_vs_official"] >= TARGET_END_TO_END},
@@ -280,6 +280,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "device": device,
         "versions": collect_versions(["onnxruntime"]),
         "settings": {"date": now_utc(), "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
+                     "pause_s": args.pause,
                      "image": "skimage.data.astronaut() 512x512", "point": list(POINT),
                      "bundle": str(args.bundle or "exported (re-parameterised, simplified)"),
                      "official": str(args.official_dir or "exported (reparameterize=False, simplify=False)"),

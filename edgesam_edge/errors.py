@@ -18,6 +18,7 @@ __all__ = [
     "ExportError",
     "DownloadError",
     "OutputExists",
+    "first_line",
 ]
 
 
@@ -66,3 +67,10 @@ class DownloadError(EdgeSamError):
 
 class OutputExists(EdgeSamError):
     """An output path exists and would be overwritten without ``--force``."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name if empty), at most ``limit`` characters:
+    for one-line errors that quote a third-party library's multi-line one."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

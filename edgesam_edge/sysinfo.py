@@ -85,6 +85,8 @@ def package_versions(names: Optional[List[str]] = None) -> Dict[str, Optional[st
         "torch": ["torch"],
         "ai_edge_litert": ["ai-edge-litert"],
         "tflite_runtime": ["tflite-runtime"],
+        "litert_torch": ["litert-torch"],
+        "ai_edge_quantizer": ["ai-edge-quantizer"],
         "tensorrt": ["tensorrt", "tensorrt-cu12", "tensorrt-cu13"],
     }
     out: Dict[str, Optional[str]] = {"python": platform.python_version()}

@@ -69,6 +69,66 @@ def small_bundle(tmp_path_factory, reference_checkpoint: Path) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory) -> Path:
+    """12 real photographs (the 5 held-out photographs last, by name), longest side <= 320."""
+    from edgesam_edge.calibration.sample_images import CALIBRATION_PHOTOS, HOLDOUT_PHOTOS, write_sample_images
+
+    d = tmp_path_factory.mktemp("photos")
+    write_sample_images(d, photos=list(CALIBRATION_PHOTOS[:7]) + list(HOLDOUT_PHOTOS), max_side=320)
+    return d
+
+
+def require_backend(name: str) -> None:
+    """Skip the test unless backend ``name`` runs here, with the reason the registry gives."""
+    from edgesam_edge.engines.base import available
+
+    info = {b.name: b for b in available()}.get(name)
+    if info is None or not info.available:
+        pytest.skip(f"backend {name} is not installed here: {info.reason if info else 'not registered'}")
+
+
+def require_litert_export() -> None:
+    """Skip unless LiteRT bundles can be made here (a LiteRT runtime and litert-torch)."""
+    require_backend("tflite")
+    pytest.importorskip("litert_torch", reason="LiteRT export needs litert-torch (extra 'tflite-export')")
+
+
+@pytest.fixture(scope="session")
+def tflite_bundle(tmp_path_factory, reference_checkpoint: Path) -> Path:
+    """FP32 LiteRT bundle of the reference checkpoint: S = 1024, bilinear, stability scores (~1 min, once)."""
+    require_litert_export()
+    from edgesam_edge.model.export_tflite import export_tflite
+
+    out = tmp_path_factory.mktemp("bundles") / "edge_sam_1024_tflite"
+    export_tflite(str(reference_checkpoint), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tflite_int8_bundle(tmp_path_factory, tflite_bundle: Path, photo_dir: Path) -> Path:
+    """INT8 LiteRT bundle from ``tflite_bundle``: 3 calibration and 2 held-out photographs, decoder auto."""
+    pytest.importorskip("ai_edge_quantizer", reason="LiteRT INT8 needs ai-edge-quantizer (extra 'tflite-export')")
+    from edgesam_edge.calibration.pipeline import CalibrateOptions, calibrate
+
+    out = tmp_path_factory.mktemp("bundles") / "edge_sam_1024_tflite_int8"
+    calibrate(tflite_bundle, out, photo_dir, CalibrateOptions(num=3, holdout=2, fmt="tflite", use_cache=False,
+                                                              progress=False, timing_rounds=3))
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_int8_bundle(tmp_path_factory, onnx_bundle: Path, photo_dir: Path) -> Path:
+    """INT8 ONNX bundle from ``onnx_bundle`` (3 + 2 photographs, FP32 decoder, no block search)."""
+    require_backend("onnxruntime")
+    from edgesam_edge.calibration.pipeline import CalibrateOptions, calibrate
+
+    out = tmp_path_factory.mktemp("bundles") / "edge_sam_1024_int8"
+    calibrate(onnx_bundle, out, photo_dir, CalibrateOptions(num=3, holdout=2, decoder="fp32", target_iou=0.5,
+                                                            use_cache=False, progress=False, timing_rounds=1))
+    return out
+
+
 def case_prompts(case: dict) -> dict:
     """Keyword arguments of predict() for one reference case."""
     kw = {}
@@ -91,3 +151,51 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = (a & b).sum((-1, -2))
     union = (a | b).sum((-1, -2))
     return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+
+
+REFERENCE_IMAGES = ("astronaut", "chelsea", "odd_noise")
+REFERENCE_CASES = ("point1", "points_posneg", "box", "box_point")
+
+
+def assert_matches_reference(predictor, image_name: str, resize: str, reference, reference_images) -> None:
+    """A bilinear, stability-score Predictor gives the original outputs on one reference image.
+
+    Features within 1e-2, low-res logits within 2e-2, scores within 1e-2, masks IoU >= 0.99
+    (../shared/reference/README.md), for every prompt case, all four masks.
+    """
+    npz, spec = reference
+    predictor.resize = resize
+    try:
+        predictor.set_image(reference_images[image_name])
+    finally:
+        predictor.resize = "fast"
+    np.testing.assert_allclose(predictor.get_image_embedding(),
+                               npz[f"bilinear/{image_name}/features"].astype(np.float32), atol=1e-2)
+    for case in REFERENCE_CASES:
+        key = f"bilinear/{image_name}/{case}"
+        masks, scores, low = predictor.predict(num_multimask_outputs=4,
+                                               **case_prompts(spec["cases"][image_name][case]))
+        np.testing.assert_allclose(low, npz[f"{key}/n4/iou/low_res_logits"].astype(np.float32), atol=2e-2)
+        np.testing.assert_allclose(scores, npz[f"{key}/n4/stab/scores"], atol=1e-2)
+        assert mask_iou(masks, unpack_masks(npz, f"{key}/n4/iou/masks")).min() >= 0.99
+
+
+def predict_without_torch(bundle: Path, load_kwargs: str = "") -> str:
+    """Run ``Predictor.load(bundle, <load_kwargs>)`` and one box prediction in a fresh interpreter where
+    ``import torch`` fails; returns its stdout, ``"<backend> (3, 64, 80)"`` (fails the test on an error)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from edgesam_edge import Predictor\n"
+        "import edgesam_edge.transforms, edgesam_edge.bundle, edgesam_edge.engines.base\n"
+        f"p = Predictor.load({str(bundle)!r}{', ' + load_kwargs if load_kwargs else ''})\n"
+        "p.set_image(np.zeros((64, 80, 3), np.uint8))\n"
+        "m, s, _ = p.predict(box=[1, 1, 30, 30])\n"
+        "print(p.backend_name, m.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

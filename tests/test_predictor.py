@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 from edgesam_edge import Predictor
 from edgesam_edge.errors import EdgeSamError, InvalidImage, InvalidPrompt
-from tests.conftest import case_prompts, mask_iou, unpack_masks
+from tests.conftest import REFERENCE_IMAGES as IMAGES, assert_matches_reference, mask_iou, predict_without_torch
 
 pytest.importorskip("onnxruntime", reason="the Predictor tests run on ONNX Runtime")
-
-IMAGES = ("astronaut", "chelsea", "odd_noise")
-CASES = ("point1", "points_posneg", "box", "box_point")
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +21,7 @@ def predictor(onnx_bundle):
 @pytest.mark.parametrize("resize", ["fast", "exact"])
 @pytest.mark.parametrize("image_name", IMAGES)
 def test_bundle_matches_reference(onnx_bundle, predictor, image_name, resize, reference, reference_images):
-    npz, spec = reference
-    predictor.resize = resize
-    try:
-        predictor.set_image(reference_images[image_name])
-    finally:
-        predictor.resize = "fast"
-    np.testing.assert_allclose(predictor.get_image_embedding(),
-                               npz[f"bilinear/{image_name}/features"].astype(np.float32), atol=1e-2)
-    for case in CASES:
-        key = f"bilinear/{image_name}/{case}"
-        masks, scores, low = predictor.predict(num_multimask_outputs=4, **case_prompts(spec["cases"][image_name][case]))
-        np.testing.assert_allclose(low, npz[f"{key}/n4/iou/low_res_logits"].astype(np.float32), atol=2e-2)
-        np.testing.assert_allclose(scores, npz[f"{key}/n4/stab/scores"], atol=1e-2)
-        assert mask_iou(masks, unpack_masks(npz, f"{key}/n4/iou/masks")).min() >= 0.99
+    assert_matches_reference(predictor, image_name, resize, reference, reference_images)
 
 
 def test_output_shapes_and_selection(predictor, reference_images):
@@ -159,18 +141,4 @@ def test_official_onnx_folder_without_manifest(tmp_path, onnx_bundle, reference_
 
 
 def test_device_path_never_imports_torch(onnx_bundle, tmp_path):
-    import subprocess
-
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "import numpy as np\n"
-        "from edgesam_edge import Predictor\n"
-        "import edgesam_edge.transforms, edgesam_edge.bundle, edgesam_edge.engines.base\n"
-        f"p = Predictor.load({str(onnx_bundle)!r})\n"
-        "p.set_image(np.zeros((64, 80, 3), np.uint8))\n"
-        "m, s, _ = p.predict(box=[1, 1, 30, 30])\n"
-        "print(m.shape)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "(3, 64, 80)" in out.stdout
+    assert "(3, 64, 80)" in predict_without_torch(onnx_bundle)

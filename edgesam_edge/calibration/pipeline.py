@@ -209,6 +209,16 @@ def _as_reference(r: _ImageRef) -> Reference:
     return Reference(r.image, r.embedding, r.prompts, r.scores, r.low_res)
 
 
+def fp32_reference_sets(data: CalibrationSet, encode: Callable, decode: Callable, size: int, opts: CalibrateOptions,
+                        cache: CalibrationCache, model_key: str) -> Tuple[List[_ImageRef], List[Reference]]:
+    """FP32 embeddings and sampled prompts of the calibration images, and full references of the held-out ones."""
+    cal_refs = _fp32_references(data.calibration, encode, decode, size, opts, cache, model_key, False,
+                                "FP32 references (calibration)")
+    held = [_as_reference(r) for r in _fp32_references(data.holdout, encode, decode, size, opts, cache, model_key,
+                                                         True, "FP32 references (held out)")]
+    return cal_refs, held
+
+
 # -- the encoder search ------------------------------------------------------------------------
 
 
@@ -393,7 +403,7 @@ def _delegate_tflite(bundle: Bundle, out: Path, data: CalibrationSet, opts: Cali
     if fn is None:
         raise EdgeSamError("--format tflite is not available in this build (edgesam_edge.engines.tflite has no "
                            "quantize_tflite); use --format onnx")
-    return fn(bundle, out, data, method=opts.method, target_iou=opts.target_iou, force=force)
+    return fn(bundle, out, data, method=opts.method, target_iou=opts.target_iou, force=force, options=opts)
 
 
 def calibrate(bundle_path: Any, out: Any, images: Any, options: Optional[CalibrateOptions] = None,
@@ -442,10 +452,7 @@ def calibrate(bundle_path: Any, out: Any, images: Any, options: Optional[Calibra
     if probe.shape != (1, EMBED_DIM, g, g):
         raise BundleError(f"bundle {bundle.root}: encoder returns {probe.shape}, expected (1, {EMBED_DIM}, {g}, {g})")
 
-    cal_refs = _fp32_references(data.calibration, enc32, dec32, size, opts, cache, model_key, False,
-                                "FP32 references (calibration)")
-    held = [_as_reference(r) for r in _fp32_references(data.holdout, enc32, dec32, size, opts, cache, model_key,
-                                                         True, "FP32 references (held out)")]
+    cal_refs, held = fp32_reference_sets(data, enc32, dec32, size, opts, cache, model_key)
 
     with staging_dir(out_path, force) as tmp:
         work = tmp / ".work"
@@ -490,8 +497,6 @@ def _quantize_first(model: Path, out: Path, config: QuantConfig, reader: FeedRea
 def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: List[_ImageRef],
          held: List[Reference], enc32: Any, dec32: Any, size: int, opts: CalibrateOptions,
          cache: CalibrationCache, enc_sha: str, dec_sha: str) -> Dict[str, Any]:
-    from ..sysinfo import cpu_info, physical_cores
-
     digest = image_digest(data.calibration)
     # -- encoder ---------------------------------------------------------------------------
     enc_cfg = QuantConfig(opts.method, ENCODER_OP_TYPES)
@@ -555,18 +560,8 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
         l0 = np.stack([p.labels for p in ref0.prompts]).astype(np.float32)
         e0 = chosen.embeddings[0]
         dec_timing = time_pair(lambda: dec32(e0, c0, l0), lambda: dec8(e0, c0, l0), rounds=3 * opts.timing_rounds)
-        iou8 = float(fid8["mask_iou"]["mean"])
-        pays = dec_timing.speedup >= DECODER_MIN_SPEEDUP
-        keeps = iou8 >= opts.target_iou or (not met and iou8 >= chosen.iou - 0.01)
-        use = opts.decoder == "int8" or (pays and keeps)
-        reason = (f"int8 decoder speedup {dec_timing.speedup:.2f}x (auto keeps it from "
-                  f"{DECODER_MIN_SPEEDUP:.1f}x), mask IoU {iou8:.3f} with it vs {chosen.iou:.3f} with the FP32 decoder")
-        if opts.decoder == "int8":
-            reason = "--decoder int8; " + reason
-        dec_info = {"precision": "int8" if use else "fp32", "reason": reason,
-                    "int8_mask_iou_mean": round(iou8, 4), "speedup": round(dec_timing.speedup, 3)}
-        logger.info("decoder: %s (%s)", dec_info["precision"], reason)
-        if use:
+        dec_info = decoder_decision(opts, dec_timing, float(fid8["mask_iou"]["mean"]), chosen.iou, met)
+        if dec_info["precision"] == "int8":
             final_fid = fid8
         else:
             dec_timing = None
@@ -623,18 +618,45 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
                                                    "quantisation",
         },
     }
+    manifest["fidelity"] = fidelity_entry(final_fid, held, chosen.timing, dec_timing, opts)
+    return manifest
+
+
+def decoder_decision(opts: CalibrateOptions, timing: Timing, iou8: float, iou_fp32_decoder: float,
+                     encoder_met: bool) -> Dict[str, Any]:
+    """Keep the INT8 decoder? (``--decoder int8``, or auto: >= DECODER_MIN_SPEEDUP faster and the target kept.)
+
+    Returns the manifest's ``calibration.decoder`` entry (``precision`` "int8" or "fp32", and why).
+    """
+    pays = timing.speedup >= DECODER_MIN_SPEEDUP
+    keeps = iou8 >= opts.target_iou or (not encoder_met and iou8 >= iou_fp32_decoder - 0.01)
+    use = opts.decoder == "int8" or (pays and keeps)
+    reason = (f"int8 decoder speedup {timing.speedup:.2f}x (auto keeps it from "
+              f"{DECODER_MIN_SPEEDUP:.1f}x), mask IoU {iou8:.3f} with it vs {iou_fp32_decoder:.3f} with the FP32 decoder")
+    if opts.decoder == "int8":
+        reason = "--decoder int8; " + reason
+    info = {"precision": "int8" if use else "fp32", "reason": reason,
+            "int8_mask_iou_mean": round(iou8, 4), "speedup": round(timing.speedup, 3)}
+    logger.info("decoder: %s (%s)", info["precision"], reason)
+    return info
+
+
+def fidelity_entry(fidelity: Dict[str, Any], held: Sequence[Reference], encoder_timing: Timing,
+                   decoder_timing: Optional[Timing], opts: CalibrateOptions) -> Dict[str, Any]:
+    """The manifest's ``"fidelity"``: :func:`.fidelity.evaluate`'s numbers, timings, target and device."""
+    from ..sysinfo import cpu_info, physical_cores
+
     cpu = cpu_info()
-    fid = {k: v for k, v in final_fid.items() if k != "embeddings"}
+    fid = {k: v for k, v in fidelity.items() if k != "embeddings"}
     fid.update({
         "holdout_images": len(held),
         "prompts": sum(len(r.prompts) for r in held),
-        "encoder": chosen.timing.as_dict(),
+        "encoder": encoder_timing.as_dict(),
         "target_iou": opts.target_iou,
-        "meets_target": bool(float(final_fid["mask_iou"]["mean"]) >= opts.target_iou),
+        "meets_target": bool(float(fidelity["mask_iou"]["mean"]) >= opts.target_iou),
         "device": {"model": cpu.get("model"), "arch": cpu.get("arch"), "simd": cpu.get("simd", []),
                    "threads": int(opts.threads or physical_cores())},
     })
-    if dec_timing is not None:
-        fid["decoder"] = dec_timing.as_dict()
-    manifest["fidelity"] = fid
-    return manifest
+    if decoder_timing is not None:
+        fid["decoder"] = decoder_timing.as_dict()
+    return fid

@@ -12,7 +12,8 @@ METHODS = ("minmax", "entropy", "percentile")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", help="FP32 ONNX bundle folder (from `edgesam export`, or official ONNX files)")
+    p.add_argument("bundle", help="FP32 ONNX bundle folder (from `edgesam export`, or official ONNX files); "
+                                  "with --format tflite an FP32 LiteRT bundle (`edgesam export --format tflite`)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="INT8 bundle folder to write")
     p.add_argument("--images", required=True, metavar="DIR|GLOB|VIDEO",
                    help="calibration images: a folder, a quoted glob ('shots/*.jpg') or a video "
@@ -25,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="minmax", metavar="{" + ",".join(METHODS) + "}",
                    help="activation range calibration (default minmax)")
     p.add_argument("--format", default="onnx", dest="fmt", metavar="{onnx,tflite}",
-                   help="output format (default onnx: Q/DQ for ONNX Runtime and TensorRT)")
+                   help="output format (default onnx: Q/DQ for ONNX Runtime and TensorRT; tflite: LiteRT int8 "
+                        "from a LiteRT bundle)")
     p.add_argument("--target-iou", type=float, default=0.9, metavar="X",
                    help="mean held-out mask IoU vs FP32 to reach; sensitive encoder blocks stay float until it "
                         "does (default 0.9)")
@@ -34,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--curve", default="search", metavar="{search,full}",
                    help="mixed-precision curve: search (few points, default) or full (every number of float blocks)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="ONNX Runtime threads for timing and evaluation (default: physical cores)")
+                   help="ONNX Runtime / LiteRT threads for timing and evaluation (default: physical cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled prompts (default 0)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the calibration cache")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="calibration cache folder")

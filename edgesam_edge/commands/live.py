@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: synthetic://)")
     add_model_arguments(p)
     p.add_argument("--threads", type=int, metavar="N",
-                   help="encoder threads for onnxruntime (default: all cores but one, so the display keeps a core)")
+                   help="encoder threads for onnxruntime and tflite (default: all cores but one, so the display keeps a core)")
     p.add_argument("--point", action="append", default=[], metavar="X,Y[,L]",
                    help="point prompt in first-frame pixels; each positive point starts an object, a negative "
                         "(L=0) one belongs to the object before it; repeatable")
@@ -102,13 +102,13 @@ def open_predictor(args: argparse.Namespace) -> Any:
         bundle = default_bundle()
     options = {}
     name = select_backend(load_bundle(bundle), args.backend)
-    if name == "onnxruntime":
+    if name in ("onnxruntime", "tflite"):
         threads = args.threads
         if threads is None:
             threads = max(1, (os.cpu_count() or 2) - 1)
         options["threads"] = int(threads)
     elif args.threads is not None:
-        logger.warning("--threads applies to onnxruntime only; ignored for %s", name)
+        logger.warning("--threads applies to onnxruntime and tflite only; ignored for %s", name)
     return Predictor.load(bundle, backend=name, **options)
 
 

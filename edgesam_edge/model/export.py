@@ -196,6 +196,35 @@ def export_models(
     return {"encoder": enc_path.name, "decoder": dec_path.name}
 
 
+def check_export_options(input_size: int, upsample: str, score: str) -> None:
+    """One-line EdgeSamError for a bad input size, upsampling mode or score type (any exporter)."""
+    if upsample not in UPSAMPLE_MODES:
+        raise EdgeSamError(f"--upsample {upsample!r} is not one of {UPSAMPLE_MODES}")
+    if score not in SCORE_TYPES:
+        raise EdgeSamError(f"--score {score!r} is not one of {SCORE_TYPES}")
+    if not isinstance(input_size, int) or input_size < 64 or input_size % 64:
+        raise EdgeSamError(f"--input-size {input_size!r} is not a positive multiple of 64 (e.g. 512, 1024)")
+
+
+def build_for_export(
+    checkpoint: Optional[Union[str, os.PathLike]], input_size: int, upsample: str, seed: Optional[int] = None
+) -> Tuple[Sam, Dict[str, object]]:
+    """The model an exporter converts and the manifest's ``"source"`` entry.
+
+    ``checkpoint`` None builds seeded random weights (``seed``, default 0). The
+    encoder is not yet re-parameterised (see :func:`~edgesam_edge.model.reparam.reparameterize`).
+    """
+    if checkpoint is None:
+        torch.manual_seed(0 if seed is None else seed)
+    model = build_edge_sam(checkpoint, upsample_mode=upsample, img_size=input_size)
+    source: Dict[str, object]
+    if checkpoint is None:
+        source = {"checkpoint": None, "sha256": None, "random_seed": 0 if seed is None else seed}
+    else:
+        source = {"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint)}
+    return model, source
+
+
 def export_onnx(
     checkpoint: Optional[Union[str, os.PathLike]],
     out_dir: Union[str, os.PathLike],
@@ -224,22 +253,10 @@ def export_onnx(
     Returns:
         The written :class:`~edgesam_edge.bundle.Bundle`.
     """
-    if upsample not in UPSAMPLE_MODES:
-        raise EdgeSamError(f"--upsample {upsample!r} is not one of {UPSAMPLE_MODES}")
-    if score not in SCORE_TYPES:
-        raise EdgeSamError(f"--score {score!r} is not one of {SCORE_TYPES}")
-    if not isinstance(input_size, int) or input_size < 64 or input_size % 64:
-        raise EdgeSamError(f"--input-size {input_size!r} is not a positive multiple of 64 (e.g. 512, 1024)")
+    check_export_options(input_size, upsample, score)
     if not isinstance(opset, int) or not 13 <= opset <= 21:
         raise EdgeSamError(f"--opset {opset!r} is not between 13 and 21")
-    if checkpoint is None:
-        torch.manual_seed(0 if seed is None else seed)
-    model = build_edge_sam(checkpoint, upsample_mode=upsample, img_size=input_size)
-    source: Dict[str, object]
-    if checkpoint is None:
-        source = {"checkpoint": None, "sha256": None, "random_seed": 0 if seed is None else seed}
-    else:
-        source = {"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint)}
+    model, source = build_for_export(checkpoint, input_size, upsample, seed)
     versions = package_versions(["edgesam_edge", "torch", "onnx", "onnxruntime", "numpy"])
     try:
         import onnxslim

@@ -9,9 +9,16 @@ occlusion, blur and noise.
 
 Prompts are sampled as SAM's training does: a positive point inside the
 object, sometimes extra positive/negative points, or the object's box with
-jitter. Losses are SAM's: focal (weight 20) + dice (weight 1) on the mask with
-the lowest loss among the candidate outputs (masks 1..3 for an ambiguous single
-point, mask 0 otherwise), and MSE between the IoU head and the true IoU.
+jitter. Losses are SAM's: focal + dice on the mask with the lowest loss among
+the candidate outputs (masks 1..3 for an ambiguous single point, mask 0
+otherwise), and MSE between the IoU head and the true IoU. SAM weighs focal to
+dice 20:1; from random weights that ratio drives every mask to empty in the
+first hundred steps (train mIoU 0.07 vs 0.14 at 5:1 after 200 steps, measured at
+S = 128), so the demo trains with 5:1.
+
+Speed: on a CPU with native bfloat16 (``avx512_bf16`` / ``amx_bf16``) the
+forward pass runs under ``torch.autocast("cpu", bfloat16)`` (measured 1.4x
+faster per step); elsewhere in float32. The weights and optimizer stay float32.
 
 This is a demo model, not a substitute for the official weights.
 """
@@ -48,16 +55,34 @@ class TrainConfig:
     input_size: int = 256
     steps: int = 3000
     batch_images: int = 8
-    objects_per_image: int = 3
+    objects_per_image: int = 6
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 100
     seed: int = 0
     upsample: str = "bilinear"
-    focal_weight: float = 20.0
+    focal_weight: float = 5.0
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     checkpoint_every: int = 200
+    #: "auto" (bfloat16 autocast where the CPU has native bf16), "bf16" or "fp32"
+    precision: str = "auto"
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    from ..sysinfo import cpu_info
+
+    return bool({"avx512_bf16", "amx_bf16", "amx_tile"} & set(cpu_info().get("simd", [])))
+
+
+def autocast_dtype(cfg: TrainConfig) -> Optional[torch.dtype]:
+    """The autocast dtype of the forward pass, or None for float32."""
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise EdgeSamError(f"precision {cfg.precision!r} is not auto, bf16 or fp32")
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16()):
+        return torch.bfloat16
+    return None
 
 
 def random_scene(rng: np.random.Generator, size: int) -> Tuple[np.ndarray, List[np.ndarray]]:
@@ -199,11 +224,14 @@ def make_batch(scene_fn: SceneFn, rng: np.random.Generator, cfg: TrainConfig) ->
 
 def forward_losses(model: torch.nn.Module, batch: Dict[str, torch.Tensor], cfg: TrainConfig) -> Dict[str, torch.Tensor]:
     """One forward pass: the losses and the batch's mean IoU of the chosen masks."""
-    emb = model.image_encoder(batch["images"])[batch["img_idx"]]
-    sparse = model.prompt_encoder.embed_labelled_points(batch["coords"], batch["labels"])
-    dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-    pe = model.prompt_encoder.get_dense_pe()
-    low, iou_pred = model.mask_decoder.predict_masks(emb, pe, sparse, dense)
+    dtype = autocast_dtype(cfg)
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        emb = model.image_encoder(batch["images"])[batch["img_idx"]]
+        sparse = model.prompt_encoder.embed_labelled_points(batch["coords"], batch["labels"])
+        dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        pe = model.prompt_encoder.get_dense_pe()
+        low, iou_pred = model.mask_decoder.predict_masks(emb, pe, sparse, dense)
+    low, iou_pred = low.float(), iou_pred.float()
     s = cfg.input_size
     logits = F.interpolate(low, (s, s), mode="bilinear", align_corners=False)
     target = batch["targets"][:, None].expand_as(logits)
@@ -323,8 +351,10 @@ def evaluate(checkpoint: Union[str, Path], seeds: range = range(10_000, 10_050),
              scene_fn: Optional[SceneFn] = None) -> Dict[str, float]:
     """Mean IoU of the best-scored mask on held-out scenes (seeds never used in training).
 
-    Point prompt: one positive point at the object's most interior pixel (multimask, best
-    IoU-head score); box prompt: the object's tight box (single mask).
+    Point prompt: one positive point at the object's most interior pixel, three masks:
+    ``point_miou`` takes the one the IoU head scores best, ``point_miou_oracle`` the one
+    closest to the truth (SAM's "oracle" metric for ambiguous prompts). Box prompt: the
+    object's tight box, one mask.
     """
     import cv2
 
@@ -336,7 +366,7 @@ def evaluate(checkpoint: Union[str, Path], seeds: range = range(10_000, 10_050),
 
     load_into(sam, load_demo_weights(checkpoint), str(checkpoint))
     pred = SamPredictor(sam)
-    point_ious, box_ious = [], []
+    point_ious, oracle_ious, box_ious = [], [], []
     for seed in seeds:
         img, masks = scene_fn(np.random.default_rng([seed]), input_size)
         pred.set_image(img)
@@ -346,11 +376,13 @@ def evaluate(checkpoint: Union[str, Path], seeds: range = range(10_000, 10_050),
             dist = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
             y, x = np.unravel_index(np.argmax(dist), dist.shape)
             out, scores, _ = pred.predict(np.array([[x, y]], float), np.array([1]), num_multimask_outputs=3)
-            best = out[int(np.argmax(scores))]
-            point_ious.append((best & m).sum() / max(1, (best | m).sum()))
+            ious = [(o & m).sum() / max(1, (o | m).sum()) for o in out]
+            point_ious.append(ious[int(np.argmax(scores))])
+            oracle_ious.append(max(ious))
             ys, xs = np.nonzero(m)
             out, _, _ = pred.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
                                      num_multimask_outputs=1)
             box_ious.append((out[0] & m).sum() / max(1, (out[0] | m).sum()))
-    return {"point_miou": float(np.mean(point_ious)), "box_miou": float(np.mean(box_ious)),
+    return {"point_miou": float(np.mean(point_ious)), "point_miou_oracle": float(np.mean(oracle_ious)),
+            "box_miou": float(np.mean(box_ious)),
             "objects": len(point_ious), "scenes": len(seeds)}

@@ -38,9 +38,17 @@ def _torch_reference(ctx):
     return Predictor.from_checkpoint(ctx["checkpoint"], upsample="bilinear", score="stability", input_size=1024)
 
 
+def _bundle(fixture: str, backend: str):
+    """Open the session fixture ``fixture`` (a bundle, made only when a case asks for it) on ``backend``."""
+    return lambda ctx: Predictor.load(ctx["fixture"](fixture), backend=backend)
+
+
 CASES = [
     Case("onnxruntime", "fp32", _onnx_fp32, 0.999, 1e-3),
+    Case("onnxruntime", "int8", _bundle("onnx_int8_bundle", "onnxruntime"), 0.8),
     Case("torch", "fp32", _torch_reference, 0.99, 2e-2),
+    Case("tflite", "fp32", _bundle("tflite_bundle", "tflite"), 0.999, 1e-3),
+    Case("tflite", "int8", _bundle("tflite_int8_bundle", "tflite"), 0.8),
 ]
 
 
@@ -49,10 +57,10 @@ def _installed(name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ctx(onnx_bundle, reference_checkpoint, reference_images):
+def ctx(request, onnx_bundle, reference_checkpoint, reference_images):
     baseline = Predictor.load(onnx_bundle, backend="onnxruntime")
     return {"bundle": onnx_bundle, "checkpoint": str(reference_checkpoint), "images": reference_images,
-            "baseline": baseline}
+            "baseline": baseline, "fixture": request.getfixturevalue}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c.backend}-{c.precision}")

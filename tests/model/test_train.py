@@ -73,3 +73,29 @@ def test_same_seed_same_data():
     a = T.make_batch(T.random_scene, np.random.default_rng([0, 5]), cfg)
     b = T.make_batch(T.random_scene, np.random.default_rng([0, 5]), cfg)
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["coords"], b["coords"])
+
+
+@pytest.mark.parametrize("precision, native, expected", [
+    ("fp32", True, None), ("bf16", False, "bf16"), ("auto", True, "bf16"), ("auto", False, None),
+])
+def test_forward_precision(monkeypatch, precision, native, expected):
+    monkeypatch.setattr(T, "native_bf16", lambda: native)
+    dtype = T.autocast_dtype(T.TrainConfig(precision=precision))
+    assert dtype == (torch.bfloat16 if expected else None)
+
+
+def test_bf16_forward_gives_float32_losses(monkeypatch):
+    from edgesam_edge.model.build import build_edge_sam
+
+    cfg = T.TrainConfig(input_size=64, batch_images=2, objects_per_image=2, precision="bf16")
+    torch.manual_seed(0)
+    model = build_edge_sam(None, img_size=64).train()
+    losses = T.forward_losses(model, T.make_batch(T.random_scene, np.random.default_rng([0, 1]), cfg), cfg)
+    assert losses["loss"].dtype == torch.float32 and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(EdgeSamError, match="precision 'int4'"):
+        T.autocast_dtype(T.TrainConfig(precision="int4"))
