@@ -109,7 +109,16 @@ class OnnxDecoder(Decoder):
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime. Options: ``threads`` (default: physical cores), ``providers``
     (default ``["CPUExecutionProvider"]``), ``optimization`` ("all", "extended", "basic", "none"),
-    ``spinning`` (default True)."""
+    ``spinning`` (True / False for both sessions; default None: the decoder's threads spin,
+    the encoder's do not).
+
+    Why the default: each session has its own thread pool. With the encoder's threads
+    spinning after ``set_image``, they hold the cores the decoder's threads need for the
+    ``predict`` that follows: on 2 cores the decoder took 61.9 ms after the encoder
+    against 30.6 ms with the encoder not spinning, while the encoder itself was unchanged
+    (232 vs 236 ms, noise); set_image + predict 300 -> 274 ms (benchmarks/README.md,
+    "Thread spinning"). Back-to-back decoder calls (many objects, the
+    camera loop) gain a little from spinning, so the decoder keeps it."""
 
     formats = ("onnx",)
     extra = EXTRA
@@ -123,11 +132,12 @@ class OnnxRuntimeBackend(Backend):
         return BackendInfo("onnxruntime", True, "installed", version)
 
     def open(self, bundle: Any, threads: Optional[int] = None, providers: Optional[List[Any]] = None,
-             optimization: str = "all", spinning: bool = True, **options: Any) -> Tuple[Encoder, Decoder]:
+             optimization: str = "all", spinning: Optional[bool] = None, **options: Any) -> Tuple[Encoder, Decoder]:
         if options:
             raise EdgeSamError(f"unknown onnxruntime options {sorted(options)}: expected threads, providers, optimization, spinning")
         if optimization not in ("all", "extended", "basic", "none"):
             raise EdgeSamError(f"optimization {optimization!r} is not all, extended, basic or none")
-        enc = open_session(str(bundle.artifact("encoder")), threads, providers, optimization, spinning)
-        dec = open_session(str(bundle.artifact("decoder")), threads, providers, optimization, spinning)
+        enc_spin, dec_spin = (False, True) if spinning is None else (bool(spinning), bool(spinning))
+        enc = open_session(str(bundle.artifact("encoder")), threads, providers, optimization, enc_spin)
+        dec = open_session(str(bundle.artifact("decoder")), threads, providers, optimization, dec_spin)
         return OnnxEncoder(enc), OnnxDecoder(dec)
