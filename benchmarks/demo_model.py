@@ -60,8 +60,10 @@ def rough_mask(shape: Tuple[int, int], kind: str, params: Sequence[float]) -> np
 
 
 def photo_table(predictor: Any) -> List[Dict[str, Any]]:
-    """Point and box IoU against the rough masks, one row per object."""
+    """Point and box IoU against the rough masks (never empty), one row per object."""
     from skimage import data
+
+    from edgesam_edge.calibration.fidelity import mask_iou
 
     rows = []
     for photo, name, kind, params in PHOTO_OBJECTS:
@@ -74,8 +76,8 @@ def photo_table(predictor: Any) -> List[Dict[str, Any]]:
         point = masks[int(np.argmax(scores))]
         box_masks, _, _ = predictor.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
                                             num_multimask_outputs=1)
-        rows.append({"photo": photo, "object": name, "point_iou": round(_iou(point, gt), 3),
-                     "box_iou": round(_iou(box_masks[0], gt), 3)})
+        rows.append({"photo": photo, "object": name, "point_iou": round(float(mask_iou(point, gt)), 3),
+                     "box_iou": round(float(mask_iou(box_masks[0], gt)), 3)})
     return rows
 
 
@@ -113,10 +115,6 @@ def int8_fidelity(bundle: Path, work: Path, size: int, num: int = 64, holdout: i
             "encoder": fid["encoder"], "target": TARGET_INT8_IOU,
             "met": fid["mask_iou"]["mean"] >= TARGET_INT8_IOU,
             "float_blocks": out.manifest.get("calibration", {}).get("float_blocks")}
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

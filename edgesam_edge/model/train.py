@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
@@ -295,6 +295,8 @@ def train_demo(
     if out.exists() and not (resume or force):
         raise OutputExists(f"{str(out)!r} exists: pass --resume to continue training it or --force to start over")
     scene_fn = scene_fn or default_scene_fn()
+    # resolve "auto" once (it reads the CPU flags), not on every step; the state records the choice
+    cfg = replace(cfg, precision="bf16" if autocast_dtype(cfg) is not None else "fp32")
     torch.manual_seed(cfg.seed)
     model = build_edge_sam(None, upsample_mode=cfg.upsample, img_size=cfg.input_size).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -358,6 +360,7 @@ def evaluate(checkpoint: Union[str, Path], seeds: range = range(10_000, 10_050),
     """
     import cv2
 
+    from ..calibration.fidelity import mask_iou as mask_iou_np
     from .predictor import SamPredictor
 
     scene_fn = scene_fn or default_scene_fn()
@@ -376,13 +379,13 @@ def evaluate(checkpoint: Union[str, Path], seeds: range = range(10_000, 10_050),
             dist = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
             y, x = np.unravel_index(np.argmax(dist), dist.shape)
             out, scores, _ = pred.predict(np.array([[x, y]], float), np.array([1]), num_multimask_outputs=3)
-            ious = [(o & m).sum() / max(1, (o | m).sum()) for o in out]
-            point_ious.append(ious[int(np.argmax(scores))])
-            oracle_ious.append(max(ious))
+            ious = mask_iou_np(out, np.broadcast_to(m, out.shape))  # m is never empty: no NaN
+            point_ious.append(float(ious[int(np.argmax(scores))]))
+            oracle_ious.append(float(ious.max()))
             ys, xs = np.nonzero(m)
             out, _, _ = pred.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], float),
                                      num_multimask_outputs=1)
-            box_ious.append((out[0] & m).sum() / max(1, (out[0] | m).sum()))
+            box_ious.append(float(mask_iou_np(out[0], m)))
     return {"point_miou": float(np.mean(point_ious)), "point_miou_oracle": float(np.mean(oracle_ious)),
             "box_miou": float(np.mean(box_ious)),
             "objects": len(point_ious), "scenes": len(seeds)}
