@@ -63,7 +63,7 @@ def photo_table(predictor: Any) -> List[Dict[str, Any]]:
     """Point and box IoU against the rough masks (never empty), one row per object."""
     from skimage import data
 
-    from edgesam_edge.calibration.fidelity import mask_iou
+    from edgesam_edge.metrics import mask_iou
 
     rows = []
     for photo, name, kind, params in PHOTO_OBJECTS:

@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 from .bundle import load_bundle, sha256_file
 from .errors import BundleError, EdgeSamError
@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 DEMO_CHECKPOINT = Path(__file__).parent / "data" / "edgesam_demo.safetensors"
 #: The input side the demo model was trained at: its bundle is exported at this size.
 DEMO_INPUT_SIZE = 256
+#: Positive points the live tracker adds to an object's box when re-prompting the demo model. It was
+#: trained on boxes or points, never both together: box-only re-prompts gave J 0.68 against 0.25 with
+#: box + 2 points (benchmarks/README.md, "Live loop"). The official weights take both (default 2).
+DEMO_REPROMPT_POINTS = 0
 DEFAULT_INPUT_SIZE = 1024
 RANDOM_WEIGHTS_NOTE = (
     "using seeded RANDOM weights: masks are meaningless. Get the official weights with "
@@ -75,6 +79,12 @@ def weights_in_use() -> Weights:
     if DEMO_CHECKPOINT.is_file():
         return Weights("demo", DEMO_CHECKPOINT, sha256_file(DEMO_CHECKPOINT), DEMO_INPUT_SIZE)
     return Weights("random", None, None)
+
+
+def is_demo_bundle(manifest: Dict[str, Any]) -> bool:
+    """Whether a bundle (its manifest) was exported from the packaged demo checkpoint."""
+    source = manifest.get("source") or {}
+    return source.get("checkpoint") == DEMO_CHECKPOINT.name
 
 
 @contextlib.contextmanager

@@ -17,6 +17,15 @@ from __future__ import annotations
 ENCODER_INPUT = "image"
 ENCODER_OUTPUT = "image_embeddings"
 
+#: Layouts of the encoder's ``image``: channels first, as published (ONNX, TensorRT), or channels
+#: last, LiteRT's own layout (the exported .tflite takes ``(1, S, S, 3)``: no transpose in the graph).
+LAYOUT_NCHW = "NCHW"
+LAYOUT_NHWC = "NHWC"
+
+#: An INT8 ONNX bundle's second runtime graph of each quantised model (artifact role
+#: ``encoder_u8u8`` / file ``encoder.u8u8.onnx``): uint8 weights, for x86 CPUs without VNNI.
+EXACT_U8_SUFFIX = "u8u8"
+
 DECODER_EMBEDDINGS = "image_embeddings"
 DECODER_POINT_COORDS = "point_coords"
 DECODER_POINT_LABELS = "point_labels"

@@ -19,7 +19,7 @@ from . import transforms as T
 from .bundle import Bundle, load_bundle
 from .engines.base import Decoder, Encoder, get_backend
 from .errors import BackendUnavailable, EdgeSamError
-from .names import (EMBED_DIM, EMBED_STRIDE, LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING,
+from .names import (EMBED_DIM, EMBED_STRIDE, LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LAYOUT_NCHW,
                     MASK_STRIDE, MASK_THRESHOLD)
 from .prompts import validate_prompts
 
@@ -163,7 +163,7 @@ class Predictor:
         image = T.check_image(image, image_format)
         t0 = time.perf_counter()
         resized = T.resize_longest_side(image, self.input_size, self.resize)
-        x = T.normalize_pad(resized, self.input_size)
+        x = T.normalize_pad(resized, self.input_size, layout=getattr(self.encoder, "input_layout", LAYOUT_NCHW))
         t1 = time.perf_counter()
         emb = self.encoder(x)
         t2 = time.perf_counter()

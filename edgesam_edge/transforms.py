@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import InvalidImage
-from .names import PIXEL_MEAN, PIXEL_STD
+from .names import LAYOUT_NCHW, LAYOUT_NHWC, PIXEL_MEAN, PIXEL_STD
 
 Size = Tuple[int, int]
 
@@ -26,6 +26,7 @@ __all__ = [
     "resize_longest_side",
     "normalize_pad",
     "prepare",
+    "to_layout",
     "to_model_coords",
     "to_model_boxes",
     "masks_to_frame",
@@ -128,25 +129,50 @@ def resize_longest_side(image: np.ndarray, size: int, method: str = "exact") -> 
     return out
 
 
-def normalize_pad(resized: np.ndarray, size: int, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """HxWx3 uint8 -> ``(1, 3, S, S)`` float32, normalised, zero-padded bottom/right.
+def normalize_pad(resized: np.ndarray, size: int, out: Optional[np.ndarray] = None,
+                  layout: str = LAYOUT_NCHW) -> np.ndarray:
+    """HxWx3 uint8 -> ``(1, 3, S, S)`` float32 (``layout`` "NCHW") or ``(1, S, S, 3)`` ("NHWC"),
+    normalised, zero-padded bottom/right.
 
-    ``out`` may be a preallocated ``(1, 3, S, S)`` float32 buffer to reuse.
+    ``out`` may be a preallocated float32 buffer of that shape to reuse.
     """
+    if layout not in (LAYOUT_NCHW, LAYOUT_NHWC):
+        raise ValueError(f"layout {layout!r} is not {LAYOUT_NCHW!r} or {LAYOUT_NHWC!r}")
     h, w = resized.shape[:2]
+    nhwc = layout == LAYOUT_NHWC
     if out is None:
-        out = np.zeros((1, 3, size, size), np.float32)
+        out = np.zeros((1, size, size, 3) if nhwc else (1, 3, size, size), np.float32)
     else:
         out[...] = 0.0
+    if nhwc:  # the image's own layout, no transpose; rows as (h, w*3) so numpy's inner loops are long
+        rows = out[0, :h, :w].reshape(h, w * 3)
+        np.subtract(resized.reshape(h, w * 3), np.tile(_MEAN, w), out=rows, dtype=np.float32)
+        rows *= np.tile(_INV_STD, w)
+        return out
     chw = np.transpose(resized, (2, 0, 1))
     np.subtract(chw, _MEAN[:, None, None], out=out[0, :, :h, :w], dtype=np.float32)
     out[0, :, :h, :w] *= _INV_STD[:, None, None]
     return out
 
 
-def prepare(image: np.ndarray, size: int, method: str = "exact", out: Optional[np.ndarray] = None) -> np.ndarray:
-    """HxWx3 uint8 RGB -> the encoder input ``(1, 3, S, S)`` float32."""
-    return normalize_pad(resize_longest_side(image, size, method), size, out)
+def prepare(image: np.ndarray, size: int, method: str = "exact", out: Optional[np.ndarray] = None,
+            layout: str = LAYOUT_NCHW) -> np.ndarray:
+    """HxWx3 uint8 RGB -> the encoder input, ``(1, 3, S, S)`` or (``layout`` "NHWC") ``(1, S, S, 3)`` float32."""
+    return normalize_pad(resize_longest_side(image, size, method), size, out, layout)
+
+
+def to_layout(image: np.ndarray, layout: str) -> np.ndarray:
+    """An encoder input ``(1, 3, S, S)`` or ``(1, S, S, 3)`` in ``layout``, transposed only if needed.
+
+    S is at least 64, so the channel axis (3) tells the two apart.
+    """
+    if image.ndim != 4:
+        return image  # the encoder reports the shape error
+    if layout == LAYOUT_NHWC and image.shape[1] == 3 and image.shape[3] != 3:
+        return np.ascontiguousarray(np.transpose(image, (0, 2, 3, 1)))
+    if layout == LAYOUT_NCHW and image.shape[3] == 3 and image.shape[1] != 3:
+        return np.ascontiguousarray(np.transpose(image, (0, 3, 1, 2)))
+    return image
 
 
 def to_model_coords(coords: np.ndarray, original_size: Size, size: int) -> np.ndarray:

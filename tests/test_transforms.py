@@ -44,6 +44,28 @@ def test_prepare_normalises_and_pads():
     assert y is buf and np.all(buf[0, :, :, 128:] == 0)
 
 
+def test_channels_last_input_is_the_same_numbers():
+    img = np.random.default_rng(0).integers(0, 256, (100, 70, 3), dtype=np.uint8)
+    nchw = T.prepare(img, 128)
+    nhwc = T.prepare(img, 128, layout="NHWC")
+    assert nhwc.shape == (1, 128, 128, 3) and nhwc.dtype == np.float32
+    np.testing.assert_array_equal(nhwc, nchw.transpose(0, 2, 3, 1))
+    buf = np.full((1, 128, 128, 3), 7.0, np.float32)
+    assert T.prepare(img, 128, out=buf, layout="NHWC") is buf and np.all(buf[0, :, 90:] == 0)  # 128x90 resized
+    with pytest.raises(ValueError, match="layout 'CHW'"):
+        T.prepare(img, 128, layout="CHW")
+
+
+def test_to_layout_transposes_only_when_needed():
+    nchw = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    nhwc = T.to_layout(nchw, "NHWC")
+    assert nhwc.shape == (1, 64, 64, 3) and nhwc.flags.c_contiguous
+    assert T.to_layout(nhwc, "NHWC") is nhwc and T.to_layout(nchw, "NCHW") is nchw
+    np.testing.assert_array_equal(T.to_layout(nhwc, "NCHW"), nchw)
+    odd = np.zeros((3, 64, 64), np.float32)
+    assert T.to_layout(odd, "NHWC") is odd  # not an encoder input: left for the encoder to refuse
+
+
 def test_coordinate_transforms():
     c = T.to_model_coords(np.array([[451.0, 300.0], [0.0, 0.0]]), (300, 451), 1024)
     np.testing.assert_allclose(c, [[1024.0, 681.0], [0.0, 0.0]], rtol=1e-6)

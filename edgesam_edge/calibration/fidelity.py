@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import transforms as T
+from ..metrics import mask_iou  # NaN where both masks are empty: left out of the means
 from ..names import MASK_THRESHOLD
 from .data import CalibrationImage
 from .prompts import SampledPrompt
@@ -76,18 +77,6 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     if nx == 0.0 or ny == 0.0:
         return 0.0
     return float(np.dot(x, y) / (nx * ny))
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of two bool mask stacks ``(..., H, W)`` -> ``(...)`` float64, NaN where both are empty."""
-    a = np.asarray(a, bool)
-    b = np.asarray(b, bool)
-    if a.shape != b.shape:
-        raise ValueError(f"mask stacks differ in shape: {a.shape} vs {b.shape}")
-    inter = np.logical_and(a, b).sum((-1, -2)).astype(np.float64)
-    union = np.logical_or(a, b).sum((-1, -2)).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
 
 
 def percentile(values: np.ndarray, q: float) -> float:

@@ -30,7 +30,8 @@ import numpy as np
 from ..bundle import MANIFEST, Bundle, add_artifact, check_output_dir, load_bundle, staging_dir, utc_now, \
     write_json_atomic
 from ..errors import BundleError, EdgeSamError
-from ..names import EMBED_DIM, EMBED_STRIDE, ENCODER_INPUT
+from ..names import EMBED_DIM, EMBED_STRIDE, ENCODER_INPUT, EXACT_U8_SUFFIX
+from ..sysinfo import int8_dot_saturates
 from .cache import CalibrationCache, cache_key, default_cache_root
 from .data import CalibrationError, CalibrationImage, CalibrationSet, image_digest, load_calibration_set
 from .fidelity import Reference, Timing, decode_all, evaluate, time_pair
@@ -279,7 +280,7 @@ class _EncoderSearch:
         if not qdq.is_file():  # k = 0 was written by the first (calibrating) quantisation
             quantize_model(self.fp32_path, qdq, self.config, self.reader, self.ranges, nodes_to_quantize,
                            nodes_to_exclude)
-        save_model(to_runtime_graph(load_model(qdq)), rt)
+        save_model(to_runtime_graph(load_model(qdq), exact_u8=int8_dot_saturates()), rt)
         return qdq, rt
 
     def evaluate(self, k: int) -> _Point:
@@ -551,7 +552,7 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
             _quantize_first(bundle.artifact("decoder"), dec_qdq, dec_cfg, dec_reader, dec_ranges, work)
         finally:
             bar.close()
-        save_model(to_runtime_graph(load_model(dec_qdq)), dec_rt)
+        save_model(to_runtime_graph(load_model(dec_qdq), exact_u8=int8_dot_saturates()), dec_rt)
         dec8 = _decoder_fn(_session(dec_rt, opts.threads))
         fid8 = evaluate(None, dec8, held, size, embeddings=chosen.embeddings)
         fid8.pop("embeddings")
@@ -567,14 +568,20 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
             dec_timing = None
 
     # -- artifacts and manifest ---------------------------------------------------------------
-    shutil.copyfile(chosen.runtime_path, tmp / "encoder.onnx")
+    # each runtime graph twice: u8 x s8 (VNNI x86, ARM) and u8 x u8 (x86 without VNNI, see
+    # sysinfo.int8_dot_saturates); the engine opens the one this CPU computes exactly
+    quantized = {"encoder": chosen.qdq_path}
     shutil.copyfile(chosen.qdq_path, tmp / "encoder.qdq.onnx")
     if dec_info["precision"] == "int8":
         assert dec_rt is not None and dec_qdq is not None
-        shutil.copyfile(dec_rt, tmp / "decoder.onnx")
+        quantized["decoder"] = dec_qdq
         shutil.copyfile(dec_qdq, tmp / "decoder.qdq.onnx")
     else:
         shutil.copyfile(bundle.artifact("decoder"), tmp / "decoder.onnx")
+    for role, qdq_path in quantized.items():
+        qdq_model = load_model(qdq_path)
+        save_model(to_runtime_graph(qdq_model), tmp / f"{role}.onnx")
+        save_model(to_runtime_graph(qdq_model, exact_u8=True), tmp / f"{role}.{EXACT_U8_SUFFIX}.onnx")
     manifest = {k: v for k, v in bundle.manifest.items() if k not in ("artifacts", "official", "fidelity")}
     if bundle.official:
         manifest.setdefault("format_version", 1)
@@ -588,6 +595,8 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
     add_artifact(manifest, tmp, "encoder_qdq", "encoder.qdq.onnx")
     if dec_info["precision"] == "int8":
         add_artifact(manifest, tmp, "decoder_qdq", "decoder.qdq.onnx")
+    for role in quantized:
+        add_artifact(manifest, tmp, f"{role}_{EXACT_U8_SUFFIX}", f"{role}.{EXACT_U8_SUFFIX}.onnx")
     from ..sysinfo import package_versions
 
     versions = dict(manifest.get("versions") or {})
@@ -616,6 +625,10 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
                                            "(= the symmetric int8 values + 128), erf-GELU as com.microsoft.Gelu",
             "encoder.qdq.onnx / decoder.qdq.onnx": "int8 symmetric Q/DQ, float biases: TensorRT explicit "
                                                    "quantisation",
+            f"encoder.{EXACT_U8_SUFFIX}.onnx / decoder.{EXACT_U8_SUFFIX}.onnx":
+                "the ONNX Runtime form with uint8 weights (+128, zero point 128), opened on x86 CPUs "
+                "without VNNI, whose u8 x s8 kernels saturate",
+            "calibrated_on": "u8 x u8 (this CPU has no VNNI)" if int8_dot_saturates() else "u8 x s8",
         },
     }
     manifest["fidelity"] = fidelity_entry(final_fid, held, chosen.timing, dec_timing, opts)

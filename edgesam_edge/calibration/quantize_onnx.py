@@ -295,8 +295,12 @@ def _initializers(model: Any) -> Dict[str, Any]:
     return {t.name: t for t in model.graph.initializer}
 
 
-def to_runtime_graph(model: Any, fuse_gelu: bool = True) -> Any:
+def to_runtime_graph(model: Any, fuse_gelu: bool = True, exact_u8: bool = False) -> Any:
     """The ONNX Runtime CPU form of a symmetric int8 Q/DQ ``ModelProto`` (a copy; see the module docstring).
+
+    ``exact_u8``: the constant weights become uint8 too (``w + 128``, zero point 128: the
+    same values), for x86 CPUs without VNNI, where ONNX Runtime's u8 x s8 kernels saturate
+    (:func:`edgesam_edge.sysinfo.int8_dot_saturates`) and its u8 x u8 ones do not.
 
     Raises:
         EdgeSamError: an activation zero point is not 0 (not a symmetric graph).
@@ -309,10 +313,12 @@ def to_runtime_graph(model: Any, fuse_gelu: bool = True) -> Any:
     inits = _initializers(m)
     new_zp: Dict[str, str] = {}
     for node in g.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            if exact_u8:
+                _weights_to_u8(g, node, inits, numpy_helper)
+            continue  # otherwise constant weights stay int8 (the fast u8 x s8 kernels of VNNI and ARM)
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
             continue
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            continue  # constant weights stay int8 (the fast u8 x s8 kernels)
         zp_name = node.input[2]
         zp = inits.get(zp_name)
         if zp is None:
@@ -335,6 +341,27 @@ def to_runtime_graph(model: Any, fuse_gelu: bool = True) -> Any:
     del g.initializer[:]
     g.initializer.extend(keep)
     return m
+
+
+def _weights_to_u8(g: Any, node: Any, inits: Dict[str, Any], numpy_helper: Any) -> None:
+    """Point a weight DequantizeLinear at uint8 copies of its int8 weight and zero point (each + 128)."""
+    w = numpy_helper.to_array(inits[node.input[0]])
+    if w.dtype != np.int8:
+        return
+    zp_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    zp = numpy_helper.to_array(inits[zp_name]) if zp_name else np.zeros((), np.int8)
+    names = []
+    for name, arr in ((node.input[0], w), (zp_name or f"{node.input[0]}__zp", zp)):
+        u8 = f"{name}__u8"
+        if u8 not in inits:
+            t = numpy_helper.from_array((arr.astype(np.int16) + 128).astype(np.uint8), u8)
+            g.initializer.append(t)
+            inits[u8] = t
+        names.append(u8)
+    node.input[0] = names[0]
+    while len(node.input) < 3:
+        node.input.append("")
+    node.input[2] = names[1]
 
 
 def _const_value(name: str, inits: Dict[str, Any], producers: Dict[str, Any]) -> Optional[float]:
@@ -449,8 +476,8 @@ def qdq_summary(model: Any) -> Dict[str, Any]:
         weight = n.op_type == "DequantizeLinear" and n.input[0] in inits
         if weight:
             w = numpy_helper.to_array(inits[n.input[0]])
-            if w.dtype != np.int8:
-                continue  # bias or other
+            if w.dtype not in (np.int8, np.uint8):
+                continue  # bias or other (uint8: the u8 x u8 runtime graph's weights)
             scale = numpy_helper.to_array(inits[n.input[1]])
             axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
             for c in consumers.get(n.output[0], []):
@@ -491,9 +518,9 @@ def save_model(model: Any, path: PathLike) -> Path:
     return Path(path)
 
 
-def write_runtime_graph(qdq_path: PathLike, out_path: PathLike) -> Path:
+def write_runtime_graph(qdq_path: PathLike, out_path: PathLike, exact_u8: bool = False) -> Path:
     """:func:`to_runtime_graph` from file to file."""
-    return save_model(to_runtime_graph(load_model(qdq_path)), out_path)
+    return save_model(to_runtime_graph(load_model(qdq_path), exact_u8=exact_u8), out_path)
 
 
 @contextlib.contextmanager

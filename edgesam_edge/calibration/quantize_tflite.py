@@ -188,12 +188,14 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
          held: List[Reference], enc32: Any, dec32: Any, size: int, opts: CalibrateOptions,
          threads: int) -> Dict[str, Any]:
     from ..engines.tflite import TFLiteDecoder, TFLiteEncoder, open_interpreter
+    from ..transforms import to_layout
 
     # -- encoder -------------------------------------------------------------------------------------
     images: List[CalibrationImage] = data.calibration
     enc8_path = work / "encoder.int8.tflite"
+    layout = enc32.input_layout  # the calibrator feeds the model directly, in its own layout
     _quantize(bundle.artifact("encoder"), enc8_path, None,
-              lambda: ({ENCODER_INPUT: im.encoder_input(size)} for im in images), threads,
+              lambda: ({ENCODER_INPUT: to_layout(im.encoder_input(size), layout)} for im in images), threads,
               "calibrating encoder (minmax)", len(images), opts.progress)
     enc8 = TFLiteEncoder(open_interpreter(enc8_path, opts.threads), enc8_path)
     bar = _bar(len(held), "held-out fidelity", opts.progress)
@@ -202,7 +204,7 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
     finally:
         bar.close()
     embeddings = fid.pop("embeddings")
-    x = held[0].image.encoder_input(size)
+    x = to_layout(held[0].image.encoder_input(size), layout)
     enc_timing = time_pair(lambda: enc32(x), lambda: enc8(x), rounds=opts.timing_rounds)
     iou = float(fid["mask_iou"]["mean"])
     met = iou >= opts.target_iou

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import EdgeSamError, InvalidPrompt
+from ..metrics import mask_iou
 from .render import render_overlay
 from .sinks import Sink, UserEvent
 from .sources import Frame, Source
@@ -225,7 +226,7 @@ class LiveLoop:
                 continue
             vals = st.iou.setdefault(gid, [])
             if len(vals) < self.max_history:
-                vals.append(_iou(t.mask, frame.gt[gid]))
+                vals.append(mask_iou(t.mask, frame.gt[gid], empty=1.0))  # DAVIS: both empty = 1
 
     def _summary(self) -> Dict[str, Any]:
         st = self._st
@@ -352,16 +353,10 @@ class LiveLoop:
         return f"{fps:4.1f} fps | model {model:.1f}/s | {len(self.tracker)} obj"
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two HxW bool masks; 1 when both are empty (the DAVIS convention)."""
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
-
-
 def _best_gt(mask: np.ndarray, gt: Dict[int, np.ndarray]) -> Optional[int]:
     best, best_iou = None, 0.2
     for gid, m in gt.items():
-        v = _iou(mask, m)
+        v = mask_iou(mask, m, empty=1.0)
         if v > best_iou:
             best, best_iou = gid, v
     return best

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidPrompt
+from ..metrics import mask_iou
 from . import flow
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["Track", "Tracker", "TRACKED", "LOST", "PENDING"]
 
 TRACKED, LOST, PENDING = "tracked", "lost", "pending"
+#: Positive points a re-prompt adds to the object's box by default.
+DEFAULT_MAX_POINTS = 2
 Box = Tuple[float, float, float, float]
 
 
@@ -127,17 +130,20 @@ class Tracker:
         min_area: masks smaller than this many pixels, or than ``collapse`` times the area the
             object had, make it lost.
         collapse: see ``min_area``.
-        max_points: positive points per object in re-prompts.
+        max_points: positive points per object in re-prompts, besides its box (0: the box alone,
+            for a model trained on boxes or points but never both, like the packaged demo checkpoint).
+        negatives: re-prompts also carry a negative point on another object overlapping the box.
     """
 
     def __init__(self, predictor: Any, history: int = 150, min_score: float = 0.5, min_area: int = 24,
-                 collapse: float = 0.2, max_points: int = 2) -> None:
+                 collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True) -> None:
         self.predictor = predictor
         self.history = int(history)
         self.min_score = float(min_score)
         self.min_area = int(min_area)
         self.collapse = float(collapse)
         self.max_points = int(max_points)
+        self.negatives = bool(negatives)
         self._lock = threading.RLock()
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._ids = itertools.count(1)
@@ -472,7 +478,7 @@ class Tracker:
             # negatives: other objects covering part of this box
             x0, y0, x1, y1 = b
             for other_id, og in snapshot.items():
-                if other_id == oid or og.crop is None:
+                if not self.negatives or other_id == oid or og.crop is None:
                     continue
                 ox, oy = og.origin
                 oh, ow = og.crop.shape
@@ -552,13 +558,13 @@ class Tracker:
         own: Dict[int, float] = {}
         for i in ids:
             prior = snapshot[i].full_mask(shape) if snapshot[i].crop is not None else None
-            own[i] = _iou(results[i][0], prior) if prior is not None else 0.0
+            own[i] = mask_iou(results[i][0], prior, empty=0.0) if prior is not None else 0.0
         out: Dict[int, int] = {}
         for a_pos, a in enumerate(ids):
             for b in ids[a_pos + 1 :]:
                 if a in out or b in out:
                     continue
-                if _iou(results[a][0], results[b][0]) > 0.5:
+                if mask_iou(results[a][0], results[b][0], empty=0.0) > 0.5:
                     loser, winner = (a, b) if own[a] < own[b] else (b, a)
                     out[loser] = winner
         return out
@@ -610,11 +616,6 @@ def _mostly_inside(mask: np.ndarray, box: np.ndarray, grow: float = 0.3, share: 
     return np.count_nonzero(mask[ya:yb, xa:xb]) >= share * area
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
 def _warp_box(box: np.ndarray, m: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = box
     pts = flow.warp_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64), m)
@@ -630,11 +631,7 @@ def _choose(masks: np.ndarray, scores: np.ndarray, prior: Optional[np.ndarray], 
         return masks[i].astype(bool), float(scores[i])
     best, best_val = 0, -1.0
     for i in range(c):
-        m = masks[i]
-        inter = np.count_nonzero(m & prior)
-        union = np.count_nonzero(m | prior)
-        iou = inter / union if union else 0.0
-        val = iou + 0.25 * float(scores[i])
+        val = mask_iou(masks[i], prior, empty=0.0) + 0.25 * float(scores[i])
         if val > best_val:
             best, best_val = i, val
     return masks[best].astype(bool), float(scores[best])

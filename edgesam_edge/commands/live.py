@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="box prompt in first-frame pixels, one object each; repeatable")
     p.add_argument("--prompt-from-gt", action="store_true",
                    help="one box per ground-truth object of the first frame (synthetic sources)")
+    p.add_argument("--reprompt-points", type=int, metavar="N",
+                   help="positive points added to each object's box when it is re-prompted on a new embedding "
+                        "(default 2; 0 for the packaged demo checkpoint, which never saw boxes and points together)")
     p.add_argument("--sink", action="append", default=[], metavar="SPEC",
                    help="window, mjpeg://127.0.0.1:8080, video://out.mp4, jsonl://tracks.jsonl or none; "
                         "repeatable (default: window, or none with --headless)")
@@ -88,6 +91,20 @@ def _check_stats_path(path: Optional[str], force: bool) -> None:
         raise EdgeSamError(f"cannot write --stats {path!r}: folder {str(parent)!r} does not exist or is not writable")
 
 
+def reprompt_points(choice: Optional[int], predictor: Any) -> int:
+    """--reprompt-points, or its default for the predictor's bundle (see ``cache.DEMO_REPROMPT_POINTS``)."""
+    from ..cache import DEMO_REPROMPT_POINTS, is_demo_bundle
+    from ..camera.tracker import DEFAULT_MAX_POINTS
+
+    if choice is not None:
+        return int(choice)
+    bundle = getattr(predictor, "bundle", None)
+    if bundle is not None and is_demo_bundle(bundle.manifest):
+        logger.info("the demo checkpoint: objects are re-prompted with their box alone (--reprompt-points 0)")
+        return DEMO_REPROMPT_POINTS
+    return DEFAULT_MAX_POINTS
+
+
 def open_predictor(args: argparse.Namespace) -> Any:
     """The Predictor for --bundle / --checkpoint / the default bundle, with encoder threads for live use."""
     from ..bundle import load_bundle
@@ -125,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeSamError(f"--max-frames {args.max_frames} is not a positive number")
     if args.threads is not None and args.threads < 1:
         raise EdgeSamError(f"--threads {args.threads} is not a positive number")
+    if args.reprompt_points is not None and args.reprompt_points < 0:
+        raise EdgeSamError(f"--reprompt-points {args.reprompt_points} is not 0 or more")
     prompts = parse_prompts(args.point, args.box)
     specs = list(args.sink) or (["none"] if args.headless else ["window"])
     if args.headless and any(s.strip().lower() == "window" for s in specs):
@@ -141,12 +160,14 @@ def run(args: argparse.Namespace) -> int:
             s.close(False)
         raise
     try:
-        loop = LiveLoop(source, Tracker(predictor), sinks, max_frames=args.max_frames, prompts=prompts,
+        tracker = Tracker(predictor, max_points=reprompt_points(args.reprompt_points, predictor))
+        loop = LiveLoop(source, tracker, sinks, max_frames=args.max_frames, prompts=prompts,
                         prompt_from_gt=args.prompt_from_gt)
         stats = loop.run()
     finally:
         predictor.close()
     stats["bundle"] = str(predictor.bundle.root) if getattr(predictor, "bundle", None) is not None else None
+    stats["reprompt_points"] = tracker.max_points
     if args.stats:
         write_json_atomic(Path(args.stats).expanduser(), stats)
     j = stats.get("J", {}).get("mean")

@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint to write (.pth)")
     p.add_argument("--input-size", type=int, default=256, help="training input side, multiple of 64 (default 256)")
     p.add_argument("--steps", type=int, default=3000,
-                   help="optimizer steps (default 3000: ~47 min on 2 cores with native bf16)")
+                   help="optimizer steps (default 3000: 45-55 min on 2 cores with native bf16)")
     p.add_argument("--batch", type=int, default=8, help="images per step (default 8, up to 6 prompts each)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="forward-pass precision (default auto: bfloat16 where the CPU has it natively)")

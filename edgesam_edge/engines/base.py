@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Ty
 import numpy as np
 
 from ..errors import BackendUnavailable, EdgeSamError
+from ..names import LAYOUT_NCHW
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle import Bundle
@@ -51,13 +52,17 @@ class Encoder(abc.ABC):
 
     #: S, the side of the square input.
     input_size: int
+    #: The layout ``__call__`` takes natively: "NCHW" ``(1, 3, S, S)``, or "NHWC" ``(1, S, S, 3)``
+    #: (LiteRT bundles). ``Predictor`` prepares images in this layout.
+    input_layout: str = LAYOUT_NCHW
 
     @abc.abstractmethod
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Encode one normalised, padded image.
 
         Args:
-            image: ``(1, 3, S, S)`` float32, normalised with PIXEL_MEAN/STD, zero-padded.
+            image: ``(1, 3, S, S)`` float32 (``(1, S, S, 3)`` if ``input_layout`` is "NHWC"),
+                normalised with PIXEL_MEAN/STD, zero-padded.
 
         Returns:
             ``(1, 256, S/16, S/16)`` float32 embedding.

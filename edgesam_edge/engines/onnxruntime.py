@@ -138,6 +138,31 @@ class OnnxRuntimeBackend(Backend):
         if optimization not in ("all", "extended", "basic", "none"):
             raise EdgeSamError(f"optimization {optimization!r} is not all, extended, basic or none")
         enc_spin, dec_spin = (False, True) if spinning is None else (bool(spinning), bool(spinning))
-        enc = open_session(str(bundle.artifact("encoder")), threads, providers, optimization, enc_spin)
-        dec = open_session(str(bundle.artifact("decoder")), threads, providers, optimization, dec_spin)
+        enc = open_session(str(runtime_artifact(bundle, "encoder")), threads, providers, optimization, enc_spin)
+        dec = open_session(str(runtime_artifact(bundle, "decoder")), threads, providers, optimization, dec_spin)
         return OnnxEncoder(enc), OnnxDecoder(dec)
+
+
+def runtime_artifact(bundle: Any, role: str) -> Any:
+    """The graph of ``role`` that this CPU computes exactly.
+
+    An INT8 bundle from ``edgesam calibrate`` holds each quantised model twice: u8 x s8
+    (``encoder.onnx``, the fast kernels of VNNI x86 and ARM) and u8 x u8
+    (``encoder.u8u8.onnx``) for x86 CPUs without VNNI, where u8 x s8 saturates
+    (:func:`edgesam_edge.sysinfo.int8_dot_saturates`).
+    """
+    from ..names import EXACT_U8_SUFFIX
+    from ..sysinfo import int8_dot_saturates
+
+    if bundle.precision != "int8" or not int8_dot_saturates():
+        return bundle.artifact(role)
+    artifacts = bundle.manifest.get("artifacts", {})
+    exact = f"{role}_{EXACT_U8_SUFFIX}"
+    if exact in artifacts:
+        logger.info("%s: the u8 x u8 graph (this CPU has no VNNI; u8 x s8 would saturate)", role)
+        return bundle.artifact(exact)
+    if role == "encoder" or f"{role}_qdq" in artifacts:
+        logger.warning("%s: this CPU has no VNNI, so the bundle's u8 x s8 INT8 graph may saturate and lose accuracy; "
+                       "calibrate it again with this version of edgesam-edge to add an exact u8 x u8 graph",
+                       bundle.root)
+    return bundle.artifact(role)

@@ -23,8 +23,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import BackendUnavailable, BundleError, EdgeSamError, first_line
-from ..names import DECODER_INPUTS, DECODER_MASKS, DECODER_SCORES, ENCODER_INPUT, ENCODER_OUTPUT
+from ..names import (DECODER_INPUTS, DECODER_MASKS, DECODER_SCORES, ENCODER_INPUT, ENCODER_OUTPUT, LAYOUT_NCHW,
+                     LAYOUT_NHWC)
 from ..sysinfo import physical_cores
+from ..transforms import to_layout
 from .base import Backend, BackendInfo, Decoder, Encoder, module_version, register_backend
 
 logger = logging.getLogger(__name__)
@@ -152,15 +154,22 @@ class _Signature:
 
 
 class TFLiteEncoder(Encoder):
-    """``image (1, 3, S, S) float32`` -> ``image_embeddings (1, 256, S/16, S/16) float32``."""
+    """``image (1, S, S, 3) float32`` -> ``image_embeddings (1, 256, S/16, S/16) float32``.
+
+    ``edgesam export --format tflite`` writes encoders that take channels-last images
+    (``input_layout`` "NHWC", LiteRT's own layout); bundles exported before that
+    take ``(1, 3, S, S)``. Both accept either layout here: an image in the other
+    one is transposed first.
+    """
 
     def __init__(self, interpreter: Any, path: PathLike = "encoder.tflite") -> None:
         self._sig = _Signature(interpreter, path, [ENCODER_INPUT], [ENCODER_OUTPUT])
-        shape = self._sig.inputs[ENCODER_INPUT]["shape"]
-        self.input_size = int(shape[-1])
+        shape = [int(v) for v in self._sig.inputs[ENCODER_INPUT]["shape"]]
+        self.input_layout = LAYOUT_NHWC if shape[-1] == 3 else LAYOUT_NCHW
+        self.input_size = shape[1] if self.input_layout == LAYOUT_NHWC else shape[-1]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self._sig(**{ENCODER_INPUT: image})[ENCODER_OUTPUT]
+        return self._sig(**{ENCODER_INPUT: to_layout(image, self.input_layout)})[ENCODER_OUTPUT]
 
     def close(self) -> None:
         self._sig.close()

@@ -4,7 +4,9 @@
 ``manifest.json`` into a folder, atomically. Each model has one signature,
 ``serving_default``, whose inputs and outputs carry the official names:
 
-- encoder: ``image (1, 3, S, S) float32`` -> ``image_embeddings (1, 256, S/16, S/16) float32``;
+- encoder: ``image (1, S, S, 3) float32`` -> ``image_embeddings (1, 256, S/16, S/16) float32``; the image
+  is channels-last, LiteRT's own layout, so the graph starts without a transpose (the official
+  channels-first input cost a 12 MB TRANSPOSE at S = 1024, and the runtime's preprocessing another);
 - decoder: ``image_embeddings (1, 256, S/16, S/16)``, ``point_coords (B, N, 2)``,
   ``point_labels (B, N)`` -> ``scores (B, 4)``, ``masks (B, 4, S/4, S/4)``, all float32,
   with B (objects) and N (points) dynamic (shape signature -1; the runtime resizes them).
@@ -50,8 +52,8 @@ from ..bundle import Bundle, add_artifact, staging_dir
 from ..engines.base import require_module
 from ..errors import BackendUnavailable, EdgeSamError, ExportError, first_line
 from ..names import (DECODER_EMBEDDINGS, DECODER_MASKS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, DECODER_SCORES,
-                     DEFAULT_INPUT_SIZE, EMBED_DIM, EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT, MASK_STRIDE,
-                     NUM_MASK_TOKENS)
+                     DEFAULT_INPUT_SIZE, EMBED_DIM, EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT, LAYOUT_NHWC,
+                     MASK_STRIDE, NUM_MASK_TOKENS)
 from ..sysinfo import package_versions
 from .export import DeployDecoder, DeployEncoder, build_for_export, check_export_options
 from .reparam import reparameterize
@@ -200,14 +202,16 @@ def rewrite_for_litert(program: "torch.export.ExportedProgram") -> Dict[str, int
 
 
 class LiteRTEncoder(nn.Module):
-    """``image`` -> ``{"image_embeddings"}``: a dict, so the signature names its output."""
+    """``image (1, S, S, 3)`` -> ``{"image_embeddings": (1, 256, S/16, S/16)}``: a dict, so the signature
+    names its output. The permute to channels-first cancels against the converter's own
+    channels-last rewrite, leaving no TRANSPOSE on the input."""
 
     def __init__(self, model: Sam) -> None:
         super().__init__()
         self.encoder = DeployEncoder(model)
 
     def forward(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {ENCODER_OUTPUT: self.encoder(image)}
+        return {ENCODER_OUTPUT: self.encoder(image.permute(0, 3, 1, 2))}
 
 
 class LiteRTDecoder(nn.Module):
@@ -271,7 +275,7 @@ def convert_encoder(model: Sam, path: Path, precision: str = "fp32") -> None:
     litert_torch = require_module("litert_torch", "LiteRT export (litert-torch)", EXPORT_EXTRA)
     s = int(model.image_encoder.img_size)
     with _converting("encoder", full_tfl=False):
-        edge = litert_torch.convert(LiteRTEncoder(model).eval(), sample_kwargs={ENCODER_INPUT: torch.zeros(1, 3, s, s)},
+        edge = litert_torch.convert(LiteRTEncoder(model).eval(), sample_kwargs={ENCODER_INPUT: torch.zeros(1, s, s, 3)},
                                     quant_config=_quant_config(precision))
         edge.export(str(path))
 
@@ -411,6 +415,7 @@ def export_tflite(
         manifest["tflite"] = {
             "signature": SIGNATURE,
             "converter": "litert-torch",
+            "encoder_input_layout": LAYOUT_NHWC,
             "dynamic_axes": {DECODER_POINT_COORDS: ["num_objects", "num_points"],
                              DECODER_POINT_LABELS: ["num_objects", "num_points"]},
             "weights": "float16 (DEQUANTIZE at load)" if precision == "fp16" else "float32",

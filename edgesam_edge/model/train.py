@@ -67,6 +67,17 @@ class TrainConfig:
     checkpoint_every: int = 200
     #: "auto" (bfloat16 autocast where the CPU has native bf16), "bf16" or "fp32"
     precision: str = "auto"
+    #: phase 2 (:mod:`.train_decoder`): decoder steps over the frozen encoder's cached embeddings
+    decoder_steps: int = 0
+    #: scenes whose embeddings phase 2 caches
+    decoder_images: int = 1000
+    #: prompts per phase-2 step
+    decoder_prompts: int = 64
+    decoder_lr: float = 3e-4
+    #: share of phase-2 box prompts that also carry points (the live tracker's re-prompts)
+    box_with_points: float = 0.5
+    #: side at which phase 2 compares masks (0: the input size)
+    decoder_loss_size: int = 128
 
 
 def native_bf16() -> bool:
@@ -119,12 +130,19 @@ def default_scene_fn() -> SceneFn:
 
 
 # -- prompts ---------------------------------------------------------------------------------
-def sample_prompt(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, bool]:
+def sample_prompt(mask: np.ndarray, rng: np.random.Generator,
+                  box_with_points: float = 0.0) -> Tuple[np.ndarray, np.ndarray, bool]:
     """Points ``(N, 2)`` + labels ``(N,)`` for one object, and whether the prompt is ambiguous.
 
     Half the prompts are the mask's box with jitter (corners labelled 2, 3),
     the rest one positive point inside the object plus, sometimes, more
     positive points inside and negative points just outside.
+
+    ``box_with_points``: the share of box prompts that also carry one or two
+    positive points inside the object, and sometimes a negative point inside
+    the box but off the object: what the live tracker's re-prompts look like.
+    At 0 (the first training phase) no random number is drawn for it, so that
+    phase's data stream is unchanged.
     """
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
@@ -134,6 +152,8 @@ def sample_prompt(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarra
         jitter = rng.normal(0, 0.08, 4) * np.array([bw, bh, bw, bh])
         box = np.clip(np.array([x0, y0, x1, y1], float) + jitter, 0, [w - 1, h - 1, w - 1, h - 1])
         box[2:] = np.maximum(box[2:], box[:2] + 1)
+        if box_with_points > 0 and rng.random() < box_with_points:
+            return _box_and_points(mask, box, rng)
         return box.reshape(2, 2), np.array([2.0, 3.0]), False
     i = rng.integers(len(xs))
     pts = [[xs[i], ys[i]]]
@@ -154,6 +174,32 @@ def sample_prompt(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarra
                     labels.append(0.0)
     pts_arr = np.asarray(pts, float) + rng.uniform(-0.5, 0.5, (len(pts), 2))
     return pts_arr, np.asarray(labels), len(pts) == 1
+
+
+def _box_and_points(mask: np.ndarray, box: np.ndarray, rng: np.random.Generator
+                    ) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """A box plus 1-2 positive points inside the object and, at times, one negative in the box off it."""
+    import cv2
+
+    # positives lean to the object's interior, as the tracker places them (deep inside the mask)
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    ys, xs = np.nonzero(dist >= 0.5 * dist.max())
+    pts = [box[:2], box[2:]]
+    labels = [2.0, 3.0]
+    for _ in range(int(rng.integers(1, 3))):
+        j = rng.integers(len(xs))
+        pts.append(np.array([xs[j], ys[j]], float) + rng.uniform(-0.5, 0.5, 2))
+        labels.append(1.0)
+    if rng.random() < 0.3:
+        x0, y0, x1, y1 = np.round(box).astype(int)
+        inside = np.zeros_like(mask)
+        inside[y0:y1 + 1, x0:x1 + 1] = True
+        ny, nx = np.nonzero(inside & ~mask)
+        if len(nx):
+            j = rng.integers(len(nx))
+            pts.append(np.array([nx[j], ny[j]], float))
+            labels.append(0.0)
+    return np.asarray(pts, float), np.asarray(labels), False
 
 
 def _ring(mask: np.ndarray, width: int = 9) -> np.ndarray:
@@ -191,35 +237,46 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # -- batches ---------------------------------------------------------------------------------
-def make_batch(scene_fn: SceneFn, rng: np.random.Generator, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
-    """Images ``(I, 3, S, S)`` normalised, and per prompt: image index, points, labels, target, ambiguity."""
-    s = cfg.input_size
-    mean = np.asarray(PIXEL_MEAN, np.float32)[:, None, None]
-    std = np.asarray(PIXEL_STD, np.float32)[:, None, None]
-    images, img_idx, coords, labels, targets, ambiguous = [], [], [], [], [], []
-    max_n = 4
-    for i in range(cfg.batch_images):
-        img, masks = scene_fn(rng, s)
-        masks = [m for m in masks if m.sum() >= 16]
-        images.append((img.transpose(2, 0, 1).astype(np.float32) - mean) / std)
-        if not masks:
-            continue
-        for j in rng.permutation(len(masks))[: cfg.objects_per_image]:
-            pts, lab, amb = sample_prompt(masks[j], rng)
-            pad = max_n - len(lab)
-            coords.append(np.concatenate([pts, np.zeros((pad, 2))]))
-            labels.append(np.concatenate([lab, -np.ones(pad)]))
-            targets.append(masks[j])
-            img_idx.append(i)
-            ambiguous.append(amb)
+#: A sampled prompt: points ``(N, 2)``, labels ``(N,)``, ambiguous, target mask ``(S, S)`` bool, image index.
+Prompt = Tuple[np.ndarray, np.ndarray, bool, np.ndarray, int]
+
+
+def pack_prompts(prompts: List[Prompt], min_points: int = 4) -> Dict[str, torch.Tensor]:
+    """Prompts padded to one N (at least ``min_points``, label -1) and stacked into tensors."""
+    max_n = max([min_points] + [len(p[1]) for p in prompts])
+    coords, labels = [], []
+    for pts, lab, _, _, _ in prompts:
+        pad = max_n - len(lab)
+        coords.append(np.concatenate([pts, np.zeros((pad, 2))]))
+        labels.append(np.concatenate([lab, -np.ones(pad)]))
     return {
-        "images": torch.from_numpy(np.stack(images)),
-        "img_idx": torch.as_tensor(img_idx, dtype=torch.long),
+        "img_idx": torch.as_tensor([p[4] for p in prompts], dtype=torch.long),
         "coords": torch.as_tensor(np.stack(coords), dtype=torch.float32),
         "labels": torch.as_tensor(np.stack(labels), dtype=torch.float32),
-        "targets": torch.as_tensor(np.stack(targets), dtype=torch.float32),
-        "ambiguous": torch.as_tensor(ambiguous, dtype=torch.bool),
+        "targets": torch.as_tensor(np.stack([p[3] for p in prompts]), dtype=torch.float32),
+        "ambiguous": torch.as_tensor([p[2] for p in prompts], dtype=torch.bool),
     }
+
+
+def normalize_image(img: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> ``(3, H, W)`` float32 normalised with PIXEL_MEAN/STD."""
+    mean = np.asarray(PIXEL_MEAN, np.float32)[:, None, None]
+    std = np.asarray(PIXEL_STD, np.float32)[:, None, None]
+    return (img.transpose(2, 0, 1).astype(np.float32) - mean) / std
+
+
+def make_batch(scene_fn: SceneFn, rng: np.random.Generator, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+    """Images ``(I, 3, S, S)`` normalised, and per prompt: image index, points, labels, target, ambiguity."""
+    images: List[np.ndarray] = []
+    prompts: List[Prompt] = []
+    for i in range(cfg.batch_images):
+        img, masks = scene_fn(rng, cfg.input_size)
+        masks = [m for m in masks if m.sum() >= 16]
+        images.append(normalize_image(img))
+        for j in rng.permutation(len(masks))[: cfg.objects_per_image] if masks else []:
+            pts, lab, amb = sample_prompt(masks[j], rng)
+            prompts.append((pts, lab, amb, masks[j], i))
+    return {"images": torch.from_numpy(np.stack(images)), **pack_prompts(prompts)}
 
 
 def forward_losses(model: torch.nn.Module, batch: Dict[str, torch.Tensor], cfg: TrainConfig) -> Dict[str, torch.Tensor]:
@@ -227,14 +284,32 @@ def forward_losses(model: torch.nn.Module, batch: Dict[str, torch.Tensor], cfg: 
     dtype = autocast_dtype(cfg)
     with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         emb = model.image_encoder(batch["images"])[batch["img_idx"]]
+    return decoder_losses(model, emb, batch, cfg)
+
+
+def decoder_losses(model: torch.nn.Module, emb: torch.Tensor, batch: Dict[str, torch.Tensor],
+                   cfg: TrainConfig, loss_size: int = 0) -> Dict[str, torch.Tensor]:
+    """The losses of the prompt encoder + mask decoder, given each prompt's embedding ``(P, 256, S/16, S/16)``.
+
+    ``loss_size``: compare masks at this side instead of S (0: at S, as SAM does). The
+    element-wise focal and dice terms over B x 4 x S x S logits are most of a step
+    once the encoder is frozen; at S/2 they cost a quarter.
+    """
+    dtype = autocast_dtype(cfg)
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         sparse = model.prompt_encoder.embed_labelled_points(batch["coords"], batch["labels"])
         dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         pe = model.prompt_encoder.get_dense_pe()
         low, iou_pred = model.mask_decoder.predict_masks(emb, pe, sparse, dense)
     low, iou_pred = low.float(), iou_pred.float()
     s = cfg.input_size
+    targets = batch["targets"]
+    if loss_size and loss_size < s:
+        # the loss at a lower resolution: the target's area fractions (soft), a fraction of the cost
+        s = int(loss_size)
+        targets = F.adaptive_avg_pool2d(targets[:, None], (s, s))[:, 0]
     logits = F.interpolate(low, (s, s), mode="bilinear", align_corners=False)
-    target = batch["targets"][:, None].expand_as(logits)
+    target = targets[:, None].expand_as(logits)
     per_mask = cfg.focal_weight * focal_loss(logits, target) + cfg.dice_weight * dice_loss(logits, target)
     # ambiguous prompts: best of masks 1..3; others: mask 0 only
     inf = torch.full_like(per_mask, float("inf"))
@@ -264,12 +339,51 @@ def state_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + ".train-state.pt")
 
 
-def save_checkpoint(model: torch.nn.Module, path: Path, half: bool = True) -> None:
-    """Write the official-layout state_dict (float16 storage by default) atomically."""
+def save_checkpoint(model: torch.nn.Module, path: Path, half: bool = True,
+                    metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write the official-layout state_dict (float16 storage by default) atomically.
+
+    A ``.safetensors`` path is written with safetensors (``metadata`` in its header, as the
+    packaged demo checkpoint); anything else with ``torch.save``.
+    """
     sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(sd, str(tmp))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # safetensors creates it 0600; a checkpoint is meant to be read by all
+    else:
+        torch.save(sd, str(tmp))
     os.replace(tmp, path)
+
+
+def checkpoint_metadata(cfg: TrainConfig, step: int, decoder_step: int = 0,
+                        init: Optional[str] = None) -> Dict[str, str]:
+    """What a demo checkpoint's safetensors header records (strings, as safetensors requires)."""
+    meta = {"model": "edge_sam", "input_size": str(cfg.input_size), "upsample": cfg.upsample,
+            "steps": str(step), "seed": str(cfg.seed), "format": "pt"}
+    if cfg.decoder_steps:
+        meta["decoder_steps"] = str(decoder_step)
+    if init:
+        meta["init"] = init
+    return meta
+
+
+def _check_config(cfg: TrainConfig, init: Optional[Path]) -> None:
+    if cfg.input_size < 64 or cfg.input_size % 64:
+        raise EdgeSamError(f"--input-size {cfg.input_size} is not a positive multiple of 64")
+    if cfg.steps < 0 or (cfg.steps == 0 and init is None):
+        raise EdgeSamError(f"--steps {cfg.steps} must be at least 1 (0 only with --init)")
+    if cfg.decoder_steps < 0:
+        raise EdgeSamError(f"--decoder-steps {cfg.decoder_steps} is not 0 or more")
+    if cfg.steps + cfg.decoder_steps < 1:
+        raise EdgeSamError("nothing to train: --steps 0 and --decoder-steps 0")
+    if cfg.decoder_steps and (cfg.decoder_images < 1 or cfg.decoder_prompts < 1):
+        raise EdgeSamError(f"--decoder-images {cfg.decoder_images} and --decoder-prompts {cfg.decoder_prompts} "
+                           "must be at least 1")
+    if init is not None and not init.is_file():
+        raise EdgeSamError(f"--init {str(init)!r} is not a checkpoint file")
 
 
 def train_demo(
@@ -279,69 +393,112 @@ def train_demo(
     force: bool = False,
     scene_fn: Optional[SceneFn] = None,
     progress: bool = True,
+    init: Optional[Union[str, Path]] = None,
 ) -> Path:
     """Train and write the demo checkpoint at ``out``; returns its path.
 
-    Refuses an existing ``out`` unless ``resume`` (continue from its training
-    state) or ``force`` (start over).
+    Phase 1 trains the whole network for ``cfg.steps`` steps; phase 2 then tunes
+    the decoder over the frozen encoder for ``cfg.decoder_steps`` steps (see
+    :mod:`.train_decoder`). ``init`` starts from the weights of an existing
+    checkpoint instead of random ones (e.g. phase 2 alone on a finished phase 1:
+    ``steps=0``). Refuses an existing ``out`` unless ``resume`` (continue from its
+    training state) or ``force`` (start over).
     """
     out = Path(out).expanduser()
-    if cfg.input_size < 64 or cfg.input_size % 64:
-        raise EdgeSamError(f"--input-size {cfg.input_size} is not a positive multiple of 64")
-    if cfg.steps < 1:
-        raise EdgeSamError(f"--steps {cfg.steps} must be at least 1")
+    init_path = Path(init).expanduser() if init is not None else None
+    _check_config(cfg, init_path)
     if not out.parent.is_dir():
         raise EdgeSamError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist")
     if out.exists() and not (resume or force):
         raise OutputExists(f"{str(out)!r} exists: pass --resume to continue training it or --force to start over")
+    if init_path is not None and init_path.resolve() == out.resolve():
+        raise OutputExists(f"--init {str(init_path)!r} is the output: write the tuned checkpoint elsewhere")
     scene_fn = scene_fn or default_scene_fn()
     # resolve "auto" once (it reads the CPU flags), not on every step; the state records the choice
     cfg = replace(cfg, precision="bf16" if autocast_dtype(cfg) is not None else "fp32")
     torch.manual_seed(cfg.seed)
     model = build_edge_sam(None, upsample_mode=cfg.upsample, img_size=cfg.input_size).train()
+    if init_path is not None:
+        from .checkpoint import load_into
+
+        load_into(model, load_demo_weights(init_path), str(init_path))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
+    step = decoder_step = 0
+    opt_state = None
     sp = state_path(out)
     if resume and sp.is_file():
         state = torch.load(str(sp), map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-        logger.info("resuming at step %d", step)
+        decoder_step = int(state.get("decoder_step", 0))
+        if decoder_step:
+            opt_state = state["optimizer"]
+        else:
+            opt.load_state_dict(state["optimizer"])
+        logger.info("resuming at step %d, decoder step %d", step, decoder_step)
     elif resume:
         raise EdgeSamError(f"--resume: no training state {str(sp)!r} next to the checkpoint")
+    init_name = init_path.name if init_path is not None else None
+
+    def save(optimizer: torch.optim.Optimizer) -> None:
+        model.eval()
+        save_checkpoint(model, out, metadata=checkpoint_metadata(cfg, step, decoder_step, init_name))
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "decoder_step": decoder_step, "config": asdict(cfg)}, str(sp))
+        model.train()
 
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-demo", unit="step")
-    ema: Dict[str, float] = {}
     t0 = time.time()
-    while step < cfg.steps:
-        rng = np.random.default_rng([cfg.seed, step])  # each step's data depends only on (seed, step)
-        batch = make_batch(scene_fn, rng, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        losses = forward_losses(model, batch, cfg)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        for k, v in losses.items():
-            val = float(v.detach())
-            ema[k] = 0.95 * ema.get(k, val) + 0.05 * val
-        bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
-        bar.update(1)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            model.eval()
-            save_checkpoint(model, out)
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                        "config": asdict(cfg)}, str(sp))
-            model.train()
-            logger.info("step %d: loss %.4f, train mIoU %.3f (%.0f s)", step, ema["loss"], ema["miou"],
-                        time.time() - t0)
-    bar.close()
+    if step < cfg.steps:
+        bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-demo", unit="step")
+        ema: Dict[str, float] = {}
+        while step < cfg.steps:
+            rng = np.random.default_rng([cfg.seed, step])  # each step's data depends only on (seed, step)
+            batch = make_batch(scene_fn, rng, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            losses = forward_losses(model, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            _smooth(ema, {k: float(v.detach()) for k, v in losses.items()})
+            bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
+            bar.update(1)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save(opt)
+                logger.info("step %d: loss %.4f, train mIoU %.3f (%.0f s)", step, ema["loss"], ema["miou"],
+                            time.time() - t0)
+        bar.close()
+    if decoder_step < cfg.decoder_steps:
+        from .train_decoder import EmbeddingCache, decoder_step as run_decoder_step, make_optimizer
+
+        cache = EmbeddingCache(model, scene_fn, cfg, cfg.decoder_images, progress=progress)
+        dopt = make_optimizer(model, cfg, opt_state)
+        bar = tqdm(total=cfg.decoder_steps, initial=decoder_step, disable=not progress, desc="train-demo: decoder",
+                   unit="step")
+        ema = {}
+        while decoder_step < cfg.decoder_steps:
+            _smooth(ema, run_decoder_step(model, dopt, cache, decoder_step, cfg))
+            decoder_step += 1
+            bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
+            bar.update(1)
+            if decoder_step % cfg.checkpoint_every == 0 or decoder_step == cfg.decoder_steps:
+                save(dopt)
+                logger.info("decoder step %d: loss %.4f, train mIoU %.3f (%.0f s)", decoder_step, ema["loss"],
+                            ema["miou"], time.time() - t0)
+        bar.close()
+    if not out.exists():  # resumed a finished run, or nothing was left to do
+        save(opt)
     return out
+
+
+def _smooth(ema: Dict[str, float], values: Dict[str, float], decay: float = 0.95) -> None:
+    """Exponential moving averages of the progress bar's losses, in place."""
+    for k, v in values.items():
+        ema[k] = decay * ema.get(k, v) + (1 - decay) * v
 
 
 def load_demo_weights(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
@@ -360,7 +517,7 @@ def evaluate(checkpoint: Union[str, Path], seeds: range = range(10_000, 10_050),
     """
     import cv2
 
-    from ..calibration.fidelity import mask_iou as mask_iou_np
+    from ..metrics import mask_iou as mask_iou_np
     from .predictor import SamPredictor
 
     scene_fn = scene_fn or default_scene_fn()

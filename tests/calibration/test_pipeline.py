@@ -26,7 +26,8 @@ def test_calibrated_bundle_contents(tiny_bundle: Path, photo_dir: Path, tmp_path
     out = calibrate(tiny_bundle, tmp_path / "int8", photo_dir, _opts(decoder="int8"))
     m = out.manifest
     assert m["precision"] == "int8" and m["format"] == "onnx" and m["backend"] == "onnxruntime"
-    assert set(m["artifacts"]) == {"encoder", "decoder", "encoder_qdq", "decoder_qdq"}
+    assert set(m["artifacts"]) == {"encoder", "decoder", "encoder_qdq", "decoder_qdq", "encoder_u8u8",
+                                   "decoder_u8u8"}
     assert not (out.root / ".work").exists()
     cal = m["calibration"]
     assert cal["method"] == "minmax" and cal["num_images"] == 5 and cal["num_holdout"] == 3
@@ -45,6 +46,13 @@ def test_calibrated_bundle_contents(tiny_bundle: Path, photo_dir: Path, tmp_path
     assert set(qdq["weight_axes"].values()) == {0}
     dq = qdq_summary(onnx.load(str(out.root / "decoder.qdq.onnx")))
     assert dq["activation_zero_points"] == [0] and 1 in dq["weight_axes"].values()  # the ConvTranspose
+    # ... and each also with uint8 weights, for x86 CPUs without VNNI
+    for role in ("encoder", "decoder"):
+        exact = onnx.load(str(out.root / f"{role}.u8u8.onnx"))
+        weights = {t.name: t.data_type for t in exact.graph.initializer if t.name.endswith("__u8")}
+        assert weights and set(weights.values()) == {onnx.TensorProto.UINT8}
+        assert qdq_summary(exact)["weight_axes"] == qdq_summary(onnx.load(str(out.root / f"{role}.qdq.onnx")))[
+            "weight_axes"]
     # the bundle loads and runs as any other
     with Predictor.load(out.root) as pred:
         image = np.zeros((96, 128, 3), np.uint8)

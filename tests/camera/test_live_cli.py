@@ -51,6 +51,28 @@ def test_prompt_from_gt_reports_J(tmp_path, capsys):
     assert set(j) == {"1", "2", "mean"} and 0.3 < j["mean"] <= 1.0  # boxes as masks: rough but related
 
 
+@pytest.mark.parametrize("argv, source, expected", [
+    ([], None, 2),  # official weights take a box and points together
+    ([], "edgesam_demo.safetensors", 0),  # the demo checkpoint never saw both: box alone
+    (["--reprompt-points", "1"], "edgesam_demo.safetensors", 1),
+])
+def test_reprompt_points_default_depends_on_the_weights(tmp_path, capsys, monkeypatch, argv, source, expected):
+    from types import SimpleNamespace
+
+    made = []
+
+    def fake(args):
+        made.append(BoxPredictor())
+        made[-1].bundle = SimpleNamespace(root=tmp_path, manifest={"source": {"checkpoint": source}})
+        return made[-1]
+
+    monkeypatch.setattr("edgesam_edge.commands.live.open_predictor", fake)
+    stats = tmp_path / "s.json"
+    code, err = run(capsys, SRC, "--headless", "--max-frames", "3", "--prompt-from-gt", "--stats", str(stats), *argv)
+    assert code == 0, err
+    assert json.loads(stats.read_text())["reprompt_points"] == expected
+
+
 def one_line_error(code, err, match):
     assert code == 2
     lines = err.strip().splitlines()
@@ -75,6 +97,7 @@ def one_line_error(code, err, match):
     ([SRC, "--headless", "--sink", "video://out.txt"], ".mp4"),
     ([SRC, "--headless", "--stats", "/no/such/dir/s.json"], "not writable"),
     ([SRC, "--headless", "--max-frames", "0"], "--max-frames"),
+    ([SRC, "--headless", "--reprompt-points", "-1"], "--reprompt-points -1"),
     (["/dev/video9", "--headless"], "no such device"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, match):

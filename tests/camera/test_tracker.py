@@ -43,14 +43,27 @@ class Clip:
         return out
 
 
-def start(clip, ids=None):
-    tracker = Tracker(clip.oracle)
+def start(clip, ids=None, **options):
+    tracker = Tracker(clip.oracle, **options)
     for k, b in clip.boxes(0):
         if ids is None or k in ids:
             tracker.add(box=b)
     tracks = tracker.step(clip.frame(0), encode=True)
     assert [t.state for t in tracks] == [TRACKED] * len(tracks)
     return tracker
+
+
+def record_predict_calls(clip):
+    """The keyword arguments of every ``predict`` call the oracle gets from now on (a list that grows)."""
+    calls = []
+    real = clip.oracle.predict
+
+    def spy(**kw):
+        calls.append(kw)
+        return real(**kw)
+
+    clip.oracle.predict = spy
+    return calls
 
 
 def test_flow_carries_masks_between_encodings():
@@ -84,14 +97,7 @@ def test_refine_with_an_old_embedding_is_warped_to_now():
 def test_reprompt_uses_box_and_interior_points_of_the_mask_at_that_frame():
     clip = Clip()
     tracker = start(clip, ids=[2])
-    calls = []
-    real = clip.oracle.predict
-
-    def spy(**kw):
-        calls.append(kw)
-        return real(**kw)
-
-    clip.oracle.predict = spy
+    calls = record_predict_calls(clip)
     for i in range(1, 5):
         tracker.step(clip.frame(i))
     mask_at_4 = tracker.tracks()[0].mask
@@ -105,6 +111,19 @@ def test_reprompt_uses_box_and_interior_points_of_the_mask_at_that_frame():
     assert len(pos) >= 1
     for x, y in pos:
         assert mask_at_4[int(y), int(x)]  # positive points lie inside the mask
+
+
+def test_box_only_reprompts():
+    """``max_points=0, negatives=False``: the box of the mask alone (for a model trained on boxes or points)."""
+    clip = Clip()
+    tracker = start(clip, max_points=0, negatives=False)
+    calls = record_predict_calls(clip)
+    for i in range(1, 4):
+        tracker.step(clip.frame(i))
+    tracker.refine(clip.oracle.encode(clip.frame(3).image), 3)
+    kw = calls[-1]
+    assert kw["box"].shape == (len(tracker), 4) and "point_coords" not in kw
+    assert all(t.state == TRACKED for t in tracker.tracks())
 
 
 def test_all_objects_in_one_decoder_call():

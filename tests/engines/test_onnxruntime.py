@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import pytest
 
-from edgesam_edge.bundle import load_bundle
+from edgesam_edge.bundle import Bundle, load_bundle
 from edgesam_edge.errors import EdgeSamError
 
 ort = pytest.importorskip("onnxruntime", reason="backend onnxruntime is not installed (extra 'onnxruntime')")
@@ -33,3 +36,53 @@ def test_unknown_option_and_bad_optimization(small_bundle):
         OnnxRuntimeBackend().open(bundle, xnnpack=True)
     with pytest.raises(EdgeSamError, match="optimization 'max' is not"):
         OnnxRuntimeBackend().open(bundle, optimization="max")
+
+
+def _int8_bundle(root: Path, roles: Sequence[str], precision: str = "int8") -> Bundle:
+    arts = {}
+    for role in roles:
+        name = role.replace("_u8u8", ".u8u8") + ".onnx"
+        (root / name).write_bytes(b"model")
+        arts[role] = {"path": name}
+    return Bundle(root, {"precision": precision, "artifacts": arts})
+
+
+@pytest.mark.parametrize("saturates, expected", [(True, "encoder.u8u8.onnx"), (False, "encoder.onnx")])
+def test_int8_graph_for_this_cpu(tmp_path: Path, monkeypatch, saturates: bool, expected: str) -> None:
+    """x86 without VNNI opens the u8 x u8 graph (its u8 x s8 kernels saturate); other CPUs the u8 x s8 one."""
+    from edgesam_edge import sysinfo
+    from edgesam_edge.engines.onnxruntime import runtime_artifact
+
+    monkeypatch.setattr(sysinfo, "int8_dot_saturates", lambda info=None: saturates)
+    b = _int8_bundle(tmp_path, ["encoder", "decoder", "encoder_u8u8"])
+    assert runtime_artifact(b, "encoder").name == expected
+    assert runtime_artifact(b, "decoder").name == "decoder.onnx"  # a float decoder has one graph
+
+
+def test_old_int8_bundle_on_a_cpu_without_vnni_warns(tmp_path: Path, monkeypatch, caplog) -> None:
+    from edgesam_edge import sysinfo
+    from edgesam_edge.engines.onnxruntime import runtime_artifact
+
+    monkeypatch.setattr(sysinfo, "int8_dot_saturates", lambda info=None: True)
+    with caplog.at_level("WARNING"):
+        assert runtime_artifact(_int8_bundle(tmp_path, ["encoder", "decoder"]), "encoder").name == "encoder.onnx"
+    assert "no VNNI" in caplog.text and "calibrate it again" in caplog.text
+    caplog.clear()
+    fp32 = tmp_path / "fp32"
+    fp32.mkdir()
+    with caplog.at_level("WARNING"):
+        assert runtime_artifact(_int8_bundle(fp32, ["encoder", "decoder"], "fp32"), "encoder").name == "encoder.onnx"
+    assert not caplog.text
+
+
+@pytest.mark.parametrize("arch, simd, expected", [
+    ("x86_64", ["avx2", "fma"], True),
+    ("x86_64", ["avx2", "avx512f", "avx512bw"], True),  # Skylake-X: AVX-512 without VNNI still saturates
+    ("x86_64", ["avx2", "avx512_vnni"], False),
+    ("x86_64", ["avx2", "avx_vnni"], False),
+    ("aarch64", ["asimd", "asimddp"], False),
+])
+def test_int8_dot_saturates(arch: str, simd: list, expected: bool) -> None:
+    from edgesam_edge.sysinfo import int8_dot_saturates
+
+    assert int8_dot_saturates({"arch": arch, "simd": simd}) is expected

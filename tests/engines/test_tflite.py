@@ -39,6 +39,15 @@ def test_auto_picks_litert_for_a_tflite_bundle(tflite_bundle):
         select_backend(load_bundle(tflite_bundle), "onnxruntime")
 
 
+def test_encoder_takes_channels_last_and_still_accepts_channels_first(predictor, tflite_bundle):
+    """The exported encoder's input is LiteRT's own NHWC (no transpose in the graph or the preprocessing)."""
+    enc = predictor.encoder
+    assert enc.input_layout == "NHWC" and enc.input_size == 1024
+    assert load_bundle(tflite_bundle).manifest["tflite"]["encoder_input_layout"] == "NHWC"
+    x = np.random.default_rng(0).standard_normal((1, 1024, 1024, 3)).astype(np.float32)
+    np.testing.assert_array_equal(enc(x), enc(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+
+
 def test_decoder_dynamic_shapes_reallocate_once_per_shape(predictor):
     dec = predictor.decoder
     emb = np.zeros((1, 256, 64, 64), np.float32)

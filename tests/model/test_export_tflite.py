@@ -41,7 +41,7 @@ def test_manifest(tflite_bundle, reference_checkpoint):
 def test_official_names_and_dynamic_axes(tflite_bundle):
     key, ins, outs = _signature(tflite_bundle / "encoder.tflite")
     assert key == "serving_default" and list(ins) == [names.ENCODER_INPUT] and list(outs) == [names.ENCODER_OUTPUT]
-    assert list(ins[names.ENCODER_INPUT]["shape_signature"]) == [1, 3, 1024, 1024]
+    assert list(ins[names.ENCODER_INPUT]["shape_signature"]) == [1, 1024, 1024, 3]  # LiteRT's channels-last
     assert list(outs[names.ENCODER_OUTPUT]["shape_signature"]) == [1, 256, 64, 64]
     _, ins, outs = _signature(tflite_bundle / "decoder.tflite")
     assert sorted(ins) == sorted(names.DECODER_INPUTS) and sorted(outs) == sorted(names.DECODER_OUTPUTS)
@@ -51,6 +51,34 @@ def test_official_names_and_dynamic_axes(tflite_bundle):
     assert list(outs[names.DECODER_SCORES]["shape_signature"]) == [-1, 4]
     assert list(outs[names.DECODER_MASKS]["shape_signature"]) == [-1, 4, 256, 256]
     assert all(d["dtype"] == np.float32 for d in [*ins.values(), *outs.values()])
+
+
+def test_channels_first_encoders_still_load(tmp_path):
+    """Encoders exported before the channels-last input take ``(1, 3, S, S)``: the runtime reads the layout
+    from the model, and either layout gives the same embedding."""
+    litert_torch = pytest.importorskip("litert_torch", reason="needs the converter (extra 'tflite-export')")
+    from edgesam_edge.engines.tflite import TFLiteEncoder, open_interpreter
+    from edgesam_edge.model.export import DeployEncoder, build_for_export
+    from edgesam_edge.model.export_tflite import _converting
+
+    model, _ = build_for_export(None, 64, "bilinear")
+    encoder = DeployEncoder(model.eval())
+
+    class ChannelsFirst(torch.nn.Module):
+        def forward(self, image):
+            return {names.ENCODER_OUTPUT: encoder(image)}
+
+    path = tmp_path / "encoder.tflite"
+    with _converting("encoder", full_tfl=False):
+        litert_torch.convert(ChannelsFirst().eval(), sample_kwargs={names.ENCODER_INPUT: torch.zeros(1, 3, 64, 64)}
+                             ).export(str(path))
+    enc = TFLiteEncoder(open_interpreter(path, threads=1), path)
+    assert (enc.input_layout, enc.input_size) == ("NCHW", 64)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        want = encoder(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(enc(x), want, atol=1e-3 * max(1.0, float(np.abs(want).max())))
+    np.testing.assert_array_equal(enc(np.ascontiguousarray(x.transpose(0, 2, 3, 1))), enc(x))
 
 
 def test_fp16_cli_export_at_256(tflite_bundle, small_bundle, reference_checkpoint, tmp_path, capsys):

@@ -69,6 +69,24 @@ def test_short_run_resume_and_load(tmp_path):
         T.train_demo(tmp_path / "other.pth", cfg, resume=True, progress=False)
 
 
+def test_safetensors_checkpoint_records_how_it_was_trained(tmp_path):
+    """`-o demo.safetensors` writes the packaged demo checkpoint's format: float16, metadata in the header."""
+    import json
+    import struct
+
+    from edgesam_edge.model.checkpoint import read_state_dict
+
+    cfg = T.TrainConfig(input_size=64, steps=1, batch_images=2, objects_per_image=2, seed=3)
+    out = T.train_demo(tmp_path / "demo.safetensors", cfg, progress=False)
+    with open(out, "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    assert header["__metadata__"] == {"model": "edge_sam", "input_size": "64", "upsample": "bilinear",
+                                      "steps": "1", "seed": "3", "format": "pt"}
+    sd = read_state_dict(out)
+    assert len(sd) == 821 and sd["mask_decoder.iou_token.weight"].dtype == torch.float16
+    assert not list(tmp_path.glob("*.tmp")) and (out.stat().st_mode & 0o777) == 0o644
+
+
 def test_same_seed_same_data():
     cfg = T.TrainConfig(input_size=64, batch_images=2)
     a = T.make_batch(T.random_scene, np.random.default_rng([0, 5]), cfg)

@@ -1,0 +1,128 @@
+"""The second phase of ``edgesam train-demo``: the decoder tuned over a frozen encoder.
+
+After the whole network has trained (phase 1, :func:`~edgesam_edge.model.train.train_demo`),
+the image encoder is frozen and its embeddings of a fixed set of synthetic
+scenes are computed once. The prompt encoder and mask decoder then train on
+them alone. A step costs a fraction of a phase-1 step, since the encoder's
+forward and backward passes (most of phase 1's time) are gone, so the decoder
+sees many more prompts per minute, and a richer mix of them:
+
+- the phase-1 mix (boxes with jitter; one point; points with extra positive
+  and negative points),
+- boxes that also carry one or two positive points inside the object, and at
+  times a negative point in the box but off the object: the prompts the live
+  tracker (:class:`~edgesam_edge.camera.tracker.Tracker`) sends when it
+  re-prompts an object on a new embedding.
+
+The scenes come from seeds ``(seed, 1, i)``, disjoint from phase 1's ``(seed,
+step)`` and from the held-out evaluation seeds ``(10000 + k,)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .train import Prompt, SceneFn, TrainConfig, autocast_dtype, decoder_losses, normalize_image, pack_prompts, \
+    sample_prompt
+
+logger = logging.getLogger(__name__)
+
+#: The second element of the seed sequence of phase-2 scenes (phase 1 uses ``(seed, step)``).
+PHASE2_STREAM = 1
+
+
+class EmbeddingCache:
+    """Frozen-encoder embeddings of ``n`` synthetic scenes and their object masks.
+
+    Attributes:
+        embeddings: ``(n, 256, S/16, S/16)`` float32.
+        masks: per scene, the object masks ``(S, S)`` bool with at least 16 pixels.
+    """
+
+    def __init__(self, model: torch.nn.Module, scene_fn: SceneFn, cfg: TrainConfig, n: int,
+                 progress: bool = True, batch: int = 8) -> None:
+        from tqdm import tqdm
+
+        s = cfg.input_size
+        dtype = autocast_dtype(cfg)
+        chunks: List[torch.Tensor] = []
+        self.masks: List[List[np.ndarray]] = []
+        was_training = model.image_encoder.training
+        model.image_encoder.eval()
+        bar = tqdm(total=n, disable=not progress, desc="train-demo: encoding scenes", unit="scene")
+        try:
+            for start in range(0, n, batch):
+                images = []
+                for i in range(start, min(n, start + batch)):
+                    img, masks = scene_fn(np.random.default_rng([cfg.seed, PHASE2_STREAM, i]), s)
+                    images.append(normalize_image(img))
+                    self.masks.append([m for m in masks if m.sum() >= 16])
+                with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                    chunks.append(model.image_encoder(torch.from_numpy(np.stack(images))).float())
+                bar.update(len(images))
+        finally:
+            bar.close()
+            model.image_encoder.train(was_training)
+        self.embeddings = torch.cat(chunks)
+        self._with_objects = np.array([i for i, m in enumerate(self.masks) if m])
+        if not len(self._with_objects):
+            raise ValueError("no cached scene has an object of 16 pixels or more")
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def batch(self, rng: np.random.Generator, prompts: int, box_with_points: float) -> Dict[str, torch.Tensor]:
+        """``prompts`` prompts on random objects of random scenes, with each prompt's embedding."""
+        picked: List[Prompt] = []
+        for i in rng.choice(self._with_objects, prompts):
+            masks = self.masks[int(i)]
+            m = masks[int(rng.integers(len(masks)))]
+            pts, lab, amb = sample_prompt(m, rng, box_with_points=box_with_points)
+            picked.append((pts, lab, amb, m, int(i)))
+        out = pack_prompts(picked)
+        out["embeddings"] = self.embeddings[out["img_idx"]]
+        return out
+
+
+def decoder_lr_at(step: int, cfg: TrainConfig) -> float:
+    """Phase 2: linear warmup over 5% of its steps, then cosine decay to 5% of ``decoder_lr``."""
+    warmup = max(1, cfg.decoder_steps // 20)
+    if step < warmup:
+        return cfg.decoder_lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, cfg.decoder_steps - warmup)
+    return cfg.decoder_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def decoder_parameters(model: torch.nn.Module) -> List[torch.nn.Parameter]:
+    """What phase 2 trains: the prompt encoder and the mask decoder (the image encoder stays frozen)."""
+    return list(model.prompt_encoder.parameters()) + list(model.mask_decoder.parameters())
+
+
+def decoder_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: EmbeddingCache, step: int,
+                 cfg: TrainConfig) -> Dict[str, float]:
+    """One phase-2 optimizer step; returns its losses and train mIoU."""
+    rng = np.random.default_rng([cfg.seed, PHASE2_STREAM, 1_000_000 + step])
+    batch = cache.batch(rng, cfg.decoder_prompts, cfg.box_with_points)
+    for group in opt.param_groups:
+        group["lr"] = decoder_lr_at(step, cfg)
+    losses = decoder_losses(model, batch["embeddings"], batch, cfg, loss_size=cfg.decoder_loss_size)
+    opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(decoder_parameters(model), 1.0)
+    opt.step()
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig,
+                   state: Optional[Dict[str, torch.Tensor]] = None) -> torch.optim.Optimizer:
+    """AdamW over the decoder's parameters (see :func:`decoder_parameters`), freezing the encoder."""
+    model.image_encoder.requires_grad_(False)
+    opt = torch.optim.AdamW(decoder_parameters(model), lr=cfg.decoder_lr, weight_decay=cfg.weight_decay)
+    if state is not None:
+        opt.load_state_dict(state)
+    return opt
