@@ -91,6 +91,9 @@ def summarize(cosines: Sequence[float], ious: np.ndarray, score_errors: np.ndarr
     ious = np.asarray(ious, np.float64).ravel()
     valid = ious[np.isfinite(ious)]
     cos = np.asarray(cosines, np.float64)
+    # a stability score is NaN where a mask is empty at threshold - offset (0 / 0, as in SAM): left out
+    errs = np.abs(np.asarray(score_errors, np.float64).ravel())
+    errs = errs[np.isfinite(errs)]
     out: Dict[str, Any] = {
         "embedding_cosine": {"mean": float(cos.mean()) if cos.size else float("nan"),
                              "min": float(cos.min()) if cos.size else float("nan")},
@@ -101,7 +104,7 @@ def summarize(cosines: Sequence[float], ious: np.ndarray, score_errors: np.ndarr
         },
         "masks_compared": int(ious.size),
         "both_empty": int(ious.size - valid.size),
-        "score_mae": float(np.mean(np.abs(score_errors))) if np.size(score_errors) else float("nan"),
+        "score_mae": float(errs.mean()) if errs.size else float("nan"),
     }
     return out
 

@@ -1,4 +1,8 @@
-"""`edgesam train-demo`: train the small demo checkpoint on synthetic scenes (CPU, under an hour)."""
+"""`edgesam train-demo`: train the small demo checkpoint on synthetic scenes (CPU, under an hour).
+
+Phase 1 trains the whole network (``--steps``); phase 2 tunes the decoder over the
+frozen encoder (``--decoder-steps``, see :mod:`edgesam_edge.model.train_decoder`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import argparse
 import json
 
 HELP = "train the small demo checkpoint on synthetic scenes (official key layout)"
+#: phase-2 steps of the packaged demo checkpoint (see edgesam_edge/data/MODEL_CARD.md)
+DEFAULT_DECODER_STEPS = 800
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,6 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="forward-pass precision (default auto: bfloat16 where the CPU has it natively)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and data (default 0)")
+    p.add_argument("--decoder-steps", type=int, default=DEFAULT_DECODER_STEPS,
+                   help="phase 2: steps of the prompt encoder + mask decoder over the frozen encoder's cached "
+                        f"embeddings (default {DEFAULT_DECODER_STEPS}; 0 skips it)")
+    p.add_argument("--decoder-images", type=int, default=1000,
+                   help="scenes whose embeddings phase 2 caches (default 1000)")
+    p.add_argument("--decoder-prompts", type=int, default=64, help="prompts per phase-2 step (default 64)")
+    p.add_argument("--init", metavar="CKPT",
+                   help="start from this checkpoint's weights (e.g. phase 2 alone: --init phase1.pth --steps 0)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint's training state")
     p.add_argument("--force", action="store_true", help="start over, replacing an existing checkpoint")
     p.add_argument("--eval", action="store_true", help="after training, report mIoU on held-out scenes")
@@ -29,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise EdgeSamError(f"--batch {args.batch} must be at least 1")
     cfg = TrainConfig(input_size=args.input_size, steps=args.steps, batch_images=args.batch, seed=args.seed,
-                      precision=args.precision)
-    out = train_demo(args.output, cfg, resume=args.resume, force=args.force)
+                      precision=args.precision, decoder_steps=args.decoder_steps,
+                      decoder_images=args.decoder_images, decoder_prompts=args.decoder_prompts)
+    out = train_demo(args.output, cfg, resume=args.resume, force=args.force, init=args.init)
     print(f"wrote {out}")
     if args.eval:
         print(json.dumps(evaluate(out, input_size=args.input_size), indent=2))

@@ -20,6 +20,10 @@ Speed: on a CPU with native bfloat16 (``avx512_bf16`` / ``amx_bf16``) the
 forward pass runs under ``torch.autocast("cpu", bfloat16)`` (measured 1.4x
 faster per step); elsewhere in float32. The weights and optimizer stay float32.
 
+Phase 2 (``decoder_steps``, :mod:`.train_decoder`) then freezes the encoder and
+tunes the prompt encoder and mask decoder on cached embeddings, with more prompts
+per step and the box + points prompts the live tracker sends.
+
 This is a demo model, not a substitute for the official weights.
 """
 

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..errors import EdgeSamError
 from .train import Prompt, SceneFn, TrainConfig, autocast_dtype, decoder_losses, normalize_image, pack_prompts, \
     sample_prompt
 
@@ -71,7 +72,7 @@ class EmbeddingCache:
         self.embeddings = torch.cat(chunks)
         self._with_objects = np.array([i for i, m in enumerate(self.masks) if m])
         if not len(self._with_objects):
-            raise ValueError("no cached scene has an object of 16 pixels or more")
+            raise EdgeSamError(f"none of the {n} cached scenes has an object of 16 pixels or more")
 
     def __len__(self) -> int:
         return len(self.masks)

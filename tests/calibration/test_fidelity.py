@@ -142,3 +142,10 @@ def test_paired_speedup_cancels_load_between_rounds() -> None:
     t = Timing(210.0, 105.0, 3, times)
     assert t.speedup == pytest.approx(2.0) and t.as_dict()["speedup"] == 2.0
     assert Timing(100.0, 50.0, 1).speedup == pytest.approx(2.0)
+
+
+def test_score_mae_leaves_out_nan_stability_scores() -> None:
+    """A stability score is NaN for a mask empty at threshold - offset (0 / 0, as in SAM)."""
+    s = summarize([1.0], np.array([1.0]), np.array([0.2, np.nan, -0.4]))
+    assert s["score_mae"] == pytest.approx(0.3)
+    assert np.isnan(summarize([1.0], np.array([1.0]), np.array([np.nan]))["score_mae"])

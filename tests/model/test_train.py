@@ -118,3 +118,119 @@ def test_bf16_forward_gives_float32_losses(monkeypatch):
 def test_unknown_precision_is_refused():
     with pytest.raises(EdgeSamError, match="precision 'int4'"):
         T.autocast_dtype(T.TrainConfig(precision="int4"))
+
+
+# -- phase 2: the decoder over the frozen encoder ----------------------------------------------
+def test_box_with_points_prompts_look_like_tracker_reprompts():
+    mask = np.zeros((64, 64), bool)
+    mask[10:40, 10:30] = True
+    mask[10:20, 30:50] = True  # an L: its box holds background
+    rng = np.random.default_rng(1)
+    combined = 0
+    kinds = set()
+    for _ in range(80):
+        pts, labels, amb = T.sample_prompt(mask, rng, box_with_points=1.0)
+        if labels[0] != 2:
+            continue
+        assert labels[:2].tolist() == [2.0, 3.0] and not amb
+        extra = labels[2:]
+        assert 1 <= (extra == 1).sum() <= 2 and (extra == 0).sum() <= 1 and len(extra) <= 3
+        kinds.add((extra == 0).sum() > 0)
+        x0, y0, x1, y1 = pts[:2].ravel()
+        for (px, py), lab in zip(np.round(pts[2:]).astype(int).clip(0, 63), extra):
+            assert mask[py, px] == (lab == 1)  # positives on the object, a negative off it ...
+            if lab == 0:
+                assert x0 - 1 <= px <= x1 + 1 and y0 - 1 <= py <= y1 + 1  # ... but inside the (jittered) box
+        combined += 1
+    assert combined > 10
+    assert kinds == {False, True}  # box + positives, with and without a negative
+
+
+def test_phase_one_data_stream_is_unchanged_by_the_phase_two_option():
+    """box_with_points=0 draws no extra random numbers: phase 1 reproduces the packaged checkpoint's data."""
+    mask = np.zeros((64, 64), bool)
+    mask[5:30, 5:30] = True
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(20):
+        pa, pb = T.sample_prompt(mask, a), T.sample_prompt(mask, b, box_with_points=0.0)
+        assert np.array_equal(pa[0], pb[0]) and np.array_equal(pa[1], pb[1])
+
+
+def test_low_resolution_loss_matches_full_resolution_on_a_blocky_target():
+    from edgesam_edge.model.build import build_edge_sam
+
+    cfg = T.TrainConfig(input_size=64, batch_images=2, objects_per_image=2, precision="fp32")
+    torch.manual_seed(0)
+    model = build_edge_sam(None, img_size=64).eval()
+    batch = T.make_batch(T.random_scene, np.random.default_rng([0, 2]), cfg)
+    with torch.no_grad():
+        emb = model.image_encoder(batch["images"])[batch["img_idx"]]
+        full = T.decoder_losses(model, emb, batch, cfg)
+        half = T.decoder_losses(model, emb, batch, cfg, loss_size=32)
+    assert torch.isfinite(half["loss"]) and half["loss"] != full["loss"]
+    assert abs(float(half["mask_loss"]) - float(full["mask_loss"])) < 0.25 * float(full["mask_loss"])
+
+
+def test_phase_two_trains_the_decoder_only_and_resumes(tmp_path):
+    import json
+    import struct
+
+    from edgesam_edge.model.checkpoint import read_state_dict
+
+    base = dict(input_size=64, batch_images=2, objects_per_image=2, checkpoint_every=1, decoder_images=4,
+                decoder_prompts=3)
+    phase1 = T.train_demo(tmp_path / "p1.pth", T.TrainConfig(steps=1, **base), progress=False)
+    out = tmp_path / "p2.safetensors"
+    T.train_demo(out, T.TrainConfig(steps=0, decoder_steps=1, **base), init=phase1, progress=False)
+    a, b = read_state_dict(phase1), read_state_dict(out)
+    enc = [k for k in a if k.startswith("image_encoder.")]
+    dec = [k for k in a if k.startswith("mask_decoder.") and a[k].is_floating_point()]
+    assert enc and all(torch.equal(a[k], b[k]) for k in enc)  # frozen
+    assert any(not torch.equal(a[k], b[k]) for k in dec)  # trained
+    state = torch.load(str(T.state_path(out)), weights_only=True)
+    assert state["step"] == 0 and state["decoder_step"] == 1
+    T.train_demo(out, T.TrainConfig(steps=0, decoder_steps=2, **base), init=phase1, resume=True, progress=False)
+    assert torch.load(str(T.state_path(out)), weights_only=True)["decoder_step"] == 2
+    with open(out, "rb") as f:
+        meta = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+    assert meta["decoder_steps"] == "2" and meta["init"] == "p1.pth" and meta["steps"] == "0"
+
+
+def test_both_phases_in_one_run(tmp_path):
+    cfg = T.TrainConfig(input_size=64, steps=1, batch_images=2, objects_per_image=2, decoder_steps=1,
+                        decoder_images=3, decoder_prompts=2)
+    out = T.train_demo(tmp_path / "demo.pth", cfg, progress=False)
+    state = torch.load(str(T.state_path(out)), weights_only=True)
+    assert (state["step"], state["decoder_step"]) == (1, 1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps 0 must be at least 1 (0 only with --init)"),
+    (["--steps", "-3"], "--steps -3"),
+    (["--input-size", "100"], "--input-size 100 is not a positive multiple of 64"),
+    (["--decoder-steps", "-1"], "--decoder-steps -1 is not 0 or more"),
+    (["--decoder-images", "0"], "--decoder-images 0"),
+    (["--init", "missing.pth", "--steps", "0"], "--init 'missing.pth' is not a checkpoint file"),
+    (["--batch", "0"], "--batch 0 must be at least 1"),
+])
+def test_cli_refuses_nonsense_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+    from edgesam_edge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train-demo", "-o", "demo.pth", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_never_overwrites_without_resume_or_force(tmp_path, capsys):
+    from edgesam_edge.cli import main
+
+    out = tmp_path / "demo.pth"
+    out.write_bytes(b"the user's checkpoint")
+    assert main(["train-demo", "-o", str(out), "--steps", "1"]) == 2
+    assert "--resume" in capsys.readouterr().err and out.read_bytes() == b"the user's checkpoint"
+    assert main(["train-demo", "-o", str(tmp_path / "no" / "demo.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train-demo", "-o", str(out), "--init", str(out), "--steps", "0", "--force"]) == 2
+    assert "is the output" in capsys.readouterr().err and out.read_bytes() == b"the user's checkpoint"
