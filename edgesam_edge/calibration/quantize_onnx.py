@@ -518,11 +518,6 @@ def save_model(model: Any, path: PathLike) -> Path:
     return Path(path)
 
 
-def write_runtime_graph(qdq_path: PathLike, out_path: PathLike, exact_u8: bool = False) -> Path:
-    """:func:`to_runtime_graph` from file to file."""
-    return save_model(to_runtime_graph(load_model(qdq_path), exact_u8=exact_u8), out_path)
-
-
 @contextlib.contextmanager
 def scratch_dir(parent: Optional[PathLike] = None) -> Iterator[Path]:
     """A temporary folder removed afterwards."""

@@ -329,12 +329,27 @@ def decoder_losses(model: torch.nn.Module, emb: torch.Tensor, batch: Dict[str, t
     return {"loss": loss, "mask_loss": chosen_loss.mean(), "iou_loss": iou_loss.mean(), "miou": picked.mean()}
 
 
+def cosine_lr(step: int, peak: float, warmup: int, total: int) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay to 5% of ``peak`` at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup then cosine decay to 5% of the peak."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    """Phase 1: :func:`cosine_lr` from ``cfg.lr`` over ``cfg.steps`` with ``cfg.warmup`` warm-up steps."""
+    return cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
+    """Back-propagate ``loss`` and step ``opt`` at ``lr``, its gradients clipped at norm 1.0."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([q for group in opt.param_groups for q in group["params"]], 1.0)
+    opt.step()
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -459,14 +474,8 @@ def train_demo(
         ema: Dict[str, float] = {}
         while step < cfg.steps:
             rng = np.random.default_rng([cfg.seed, step])  # each step's data depends only on (seed, step)
-            batch = make_batch(scene_fn, rng, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            losses = forward_losses(model, batch, cfg)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            losses = forward_losses(model, make_batch(scene_fn, rng, cfg), cfg)
+            optimizer_step(opt, losses["loss"], lr_at(step, cfg))
             step += 1
             _smooth(ema, {k: float(v.detach()) for k, v in losses.items()})
             bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")

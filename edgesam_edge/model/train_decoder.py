@@ -21,15 +21,14 @@ step)`` and from the held-out evaluation seeds ``(10000 + k,)``.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
 from ..errors import EdgeSamError
-from .train import Prompt, SceneFn, TrainConfig, autocast_dtype, decoder_losses, normalize_image, pack_prompts, \
-    sample_prompt
+from .train import Prompt, SceneFn, TrainConfig, autocast_dtype, cosine_lr, decoder_losses, normalize_image, \
+    optimizer_step, pack_prompts, sample_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +90,8 @@ class EmbeddingCache:
 
 
 def decoder_lr_at(step: int, cfg: TrainConfig) -> float:
-    """Phase 2: linear warmup over 5% of its steps, then cosine decay to 5% of ``decoder_lr``."""
-    warmup = max(1, cfg.decoder_steps // 20)
-    if step < warmup:
-        return cfg.decoder_lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, cfg.decoder_steps - warmup)
-    return cfg.decoder_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    """Phase 2: :func:`~.train.cosine_lr` from ``decoder_lr``, warming up over 5% of its steps."""
+    return cosine_lr(step, cfg.decoder_lr, max(1, cfg.decoder_steps // 20), cfg.decoder_steps)
 
 
 def decoder_parameters(model: torch.nn.Module) -> List[torch.nn.Parameter]:
@@ -109,13 +104,8 @@ def decoder_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: Embe
     """One phase-2 optimizer step; returns its losses and train mIoU."""
     rng = np.random.default_rng([cfg.seed, PHASE2_STREAM, 1_000_000 + step])
     batch = cache.batch(rng, cfg.decoder_prompts, cfg.box_with_points)
-    for group in opt.param_groups:
-        group["lr"] = decoder_lr_at(step, cfg)
     losses = decoder_losses(model, batch["embeddings"], batch, cfg, loss_size=cfg.decoder_loss_size)
-    opt.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    torch.nn.utils.clip_grad_norm_(decoder_parameters(model), 1.0)
-    opt.step()
+    optimizer_step(opt, losses["loss"], decoder_lr_at(step, cfg))
     return {k: float(v.detach()) for k, v in losses.items()}
 
 
