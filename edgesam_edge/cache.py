@@ -28,6 +28,10 @@ DEMO_INPUT_SIZE = 256
 #: trained on boxes or points, never both together: box-only re-prompts gave J 0.68 against 0.25 with
 #: box + 2 points (benchmarks/README.md, "Live loop"). The official weights take both (default 2).
 DEMO_REPROMPT_POINTS = 0
+#: Whether the live tracker adds a negative point on an overlapping neighbour when re-prompting the
+#: demo model. A box with a negative and no positive point is a prompt it never saw: the simulated
+#: live loop's J over seeds 0-7 was 0.56 with negatives and 0.61 without (benchmarks/README.md).
+DEMO_REPROMPT_NEGATIVES = False
 DEFAULT_INPUT_SIZE = 1024
 RANDOM_WEIGHTS_NOTE = (
     "using seeded RANDOM weights: masks are meaningless. Get the official weights with "

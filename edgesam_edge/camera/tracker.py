@@ -8,6 +8,18 @@ deep inside it, negative points on other objects overlapping the box, plus any
 user points. All objects go through one batched decoder call; each result is
 warped from ``f`` to the current frame with the motion recorded since.
 
+Two rules keep an imperfect model from drifting (a re-prompt is built from the
+previous answer, so errors feed back):
+
+- masks are exclusive: where two objects' answers overlap, the object whose own
+  mask at ``f`` covered the overlap keeps it (on a tie, the smaller answer, as a
+  box around an object in front tends to swallow it); an object left with too
+  little is occluded and lost until it shows up again;
+- an object seen at its full size (its mask is at least ``PEAK_SHARE`` of its
+  recent peak area) cannot grow in one re-prompt beyond its box at ``f`` widened
+  by ``max_growth`` of its size per side. A partly hidden object, coming out from
+  behind another, may grow freely.
+
 Use it synchronously::
 
     tracker = Tracker(predictor)
@@ -34,7 +46,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from ..errors import InvalidPrompt
+from ..errors import EdgeSamError, InvalidPrompt
 from ..metrics import mask_iou
 from . import flow
 
@@ -45,6 +57,12 @@ __all__ = ["Track", "Tracker", "TRACKED", "LOST", "PENDING"]
 TRACKED, LOST, PENDING = "tracked", "lost", "pending"
 #: Positive points a re-prompt adds to the object's box by default.
 DEFAULT_MAX_POINTS = 2
+#: Box margin (fraction of the box's size, per side) a fully seen object may grow by in one re-prompt.
+DEFAULT_MAX_GROWTH = 0.1
+#: An object whose mask is at least this share of its recent peak area counts as fully seen.
+PEAK_SHARE = 0.6
+#: Per accepted mask, the remembered peak area decays by this factor (about 0.7 a second at 12 embeddings/s).
+PEAK_DECAY = 0.97
 Box = Tuple[float, float, float, float]
 
 
@@ -115,6 +133,7 @@ class _Object:
         self.added_at: Optional[int] = None
         self.decoded_at: Optional[int] = None  # frame index of the last accepted decode
         self.good_area = 0  # area of the last accepted mask
+        self.peak_area = 0.0  # recent peak of the accepted areas (decays by PEAK_DECAY per accept)
         self.last_good: Optional[_Geometry] = None  # re-acquisition prompt when lost
 
 
@@ -133,10 +152,13 @@ class Tracker:
         max_points: positive points per object in re-prompts, besides its box (0: the box alone,
             for a model trained on boxes or points but never both, like the packaged demo checkpoint).
         negatives: re-prompts also carry a negative point on another object overlapping the box.
+        max_growth: box margin, as a fraction of its size per side, a fully seen object's mask may
+            grow by in one re-prompt (0: no limit). See the module docstring.
     """
 
     def __init__(self, predictor: Any, history: int = 150, min_score: float = 0.5, min_area: int = 24,
-                 collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True) -> None:
+                 collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True,
+                 max_growth: float = DEFAULT_MAX_GROWTH) -> None:
         self.predictor = predictor
         self.history = int(history)
         self.min_score = float(min_score)
@@ -144,6 +166,12 @@ class Tracker:
         self.collapse = float(collapse)
         self.max_points = int(max_points)
         self.negatives = bool(negatives)
+        try:
+            self.max_growth = float(max_growth)
+        except (TypeError, ValueError):
+            raise EdgeSamError(f"max_growth {max_growth!r} is not a number >= 0") from None
+        if not self.max_growth >= 0:  # also NaN
+            raise EdgeSamError(f"max_growth {max_growth!r} is not a number >= 0")
         self._lock = threading.RLock()
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._ids = itertools.count(1)
@@ -423,11 +451,13 @@ class Tracker:
                 return 0
             jobs = []
             snapshot: Dict[int, _Geometry] = {}
+            peaks: Dict[int, float] = {}
             for obj in self._objects.values():
                 g = obj.history.get(int(frame_index))
                 if g is None:
                     continue
                 snapshot[obj.id] = g
+                peaks[obj.id] = obj.peak_area
                 jobs.append((obj.id, obj.state, obj.last_good))
             if not jobs:
                 if self._objects:
@@ -441,14 +471,13 @@ class Tracker:
             if group:
                 results.update(self._decode([jobs[i][0] for i in group], [prompts[i] for i in group],
                                             [snapshot[jobs[i][0]] for i in group], embedding, shape))
-        duplicates = self._duplicates(results, snapshot, shape)
+        if self.max_growth > 0:
+            results = self._limit_growth(results, snapshot, peaks, shape)
+        results = _exclusive(results, snapshot, shape)
         with self._lock:
             for oid, (mask_f, score) in results.items():
                 obj = self._objects.get(oid)
                 if obj is None:
-                    continue
-                if oid in duplicates:
-                    self._lose(obj, f"its mask is object {duplicates[oid]}'s")
                     continue
                 self._accept(obj, mask_f, score, int(frame_index), snapshot[oid])
             self.refines += 1
@@ -545,28 +574,22 @@ class Tracker:
             out[oid] = (mask, score)
         return out
 
-    @staticmethod
-    def _duplicates(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, _Geometry],
-                    shape: Tuple[int, int]) -> Dict[int, int]:
-        """Objects whose decoded mask is (mostly) another object's: {loser id: winner id}.
-
-        Two prompts can lead to the same object (one object slid behind another and its prompt
-        now lands on the occluder). The object whose answer agrees less with its own mask at that
-        frame gives way, and is lost until it shows up again.
-        """
-        ids = [i for i in results if results[i][0].any()]
-        own: Dict[int, float] = {}
-        for i in ids:
-            prior = snapshot[i].full_mask(shape) if snapshot[i].crop is not None else None
-            own[i] = mask_iou(results[i][0], prior, empty=0.0) if prior is not None else 0.0
-        out: Dict[int, int] = {}
-        for a_pos, a in enumerate(ids):
-            for b in ids[a_pos + 1 :]:
-                if a in out or b in out:
-                    continue
-                if mask_iou(results[a][0], results[b][0], empty=0.0) > 0.5:
-                    loser, winner = (a, b) if own[a] < own[b] else (b, a)
-                    out[loser] = winner
+    def _limit_growth(self, results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, _Geometry],
+                      peaks: Dict[int, float], shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
+        """Cut each fully seen object's answer to its box at the embedding's frame, widened by ``max_growth``."""
+        out = dict(results)
+        for oid, (mask, score) in results.items():
+            prior = snapshot[oid]
+            if prior.crop is None or prior.area < PEAK_SHARE * peaks.get(oid, 0.0):
+                continue  # no mask yet, or partly hidden: it may grow back
+            h, w = prior.crop.shape
+            x0, y0 = prior.origin
+            dx, dy = self.max_growth * w + 4, self.max_growth * h + 4
+            ya, yb = max(0, int(y0 - dy)), min(shape[0], int(np.ceil(y0 + h + dy)))
+            xa, xb = max(0, int(x0 - dx)), min(shape[1], int(np.ceil(x0 + w + dx)))
+            cut = np.zeros_like(mask)
+            cut[ya:yb, xa:xb] = mask[ya:yb, xa:xb]
+            out[oid] = (cut, score)
         return out
 
     def _accept(self, obj: _Object, mask_f: np.ndarray, score: float, f: int, prior: _Geometry) -> None:
@@ -599,8 +622,38 @@ class Tracker:
         keep = obj.labels == 0
         obj.points, obj.labels = obj.points[keep], obj.labels[keep]
         obj.good_area = int(mask_now.sum())
+        obj.peak_area = max(float(obj.good_area), PEAK_DECAY * obj.peak_area)
         obj.last_good = _geometry_from_mask(mask_now, np.zeros((0, 2)), np.zeros(0, np.float32))
         self._record(obj)
+
+
+def _exclusive(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, _Geometry],
+               shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
+    """Make decoded masks (at the embedding's frame) disjoint; {id: (mask, score)} -> the same, new masks.
+
+    Where two answers overlap, the object whose own mask at that frame covered more of the overlap
+    keeps it; when both covered it about as much, the object with the smaller answer keeps it (a
+    box round an object in front usually swallows that object too). An object whose prompt landed
+    on an occluder is left with little and is lost in :meth:`Tracker._accept` (collapse).
+    """
+    ids = [i for i in results if results[i][0].any()]
+    masks = {i: np.asarray(results[i][0], bool).copy() for i in ids}
+    priors = {i: snapshot[i].full_mask(shape) for i in ids}
+    for pos, a in enumerate(ids):
+        for b in ids[pos + 1 :]:
+            overlap = masks[a] & masks[b]
+            n = np.count_nonzero(overlap)
+            if n == 0:
+                continue
+            own_a = np.count_nonzero(overlap & priors[a]) / n
+            own_b = np.count_nonzero(overlap & priors[b]) / n
+            if abs(own_a - own_b) > 0.2:
+                loser = b if own_a > own_b else a
+            else:
+                loser = a if np.count_nonzero(masks[a]) > np.count_nonzero(masks[b]) else b
+            logger.debug("objects %d and %d overlap by %d px: object %d gives them up", a, b, n, loser)
+            masks[loser] &= ~overlap
+    return {i: (masks[i], results[i][1]) if i in masks else results[i] for i in results}
 
 
 def _mostly_inside(mask: np.ndarray, box: np.ndarray, grow: float = 0.3, share: float = 0.7) -> bool:

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reprompt-points", type=int, metavar="N",
                    help="positive points added to each object's box when it is re-prompted on a new embedding "
                         "(default 2; 0 for the packaged demo checkpoint, which never saw boxes and points together)")
+    p.add_argument("--reprompt-negatives", action=argparse.BooleanOptionalAction, default=None,
+                   help="re-prompts carry a negative point on a tracked neighbour that overlaps the object's box "
+                        "(default on; off for the packaged demo checkpoint)")
     p.add_argument("--sink", action="append", default=[], metavar="SPEC",
                    help="window, mjpeg://127.0.0.1:8080, video://out.mp4, jsonl://tracks.jsonl or none; "
                         "repeatable (default: window, or none with --headless)")
@@ -105,6 +108,18 @@ def reprompt_points(choice: Optional[int], predictor: Any) -> int:
     return DEFAULT_MAX_POINTS
 
 
+def reprompt_negatives(choice: Optional[bool], predictor: Any) -> bool:
+    """--reprompt-negatives, or its default for the predictor's bundle (see ``cache.DEMO_REPROMPT_NEGATIVES``)."""
+    from ..cache import DEMO_REPROMPT_NEGATIVES, is_demo_bundle
+
+    if choice is not None:
+        return bool(choice)
+    bundle = getattr(predictor, "bundle", None)
+    if bundle is not None and is_demo_bundle(bundle.manifest):
+        return DEMO_REPROMPT_NEGATIVES
+    return True
+
+
 def open_predictor(args: argparse.Namespace) -> Any:
     """The Predictor for --bundle / --checkpoint / the default bundle, with encoder threads for live use."""
     from ..bundle import load_bundle
@@ -160,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
             s.close(False)
         raise
     try:
-        tracker = Tracker(predictor, max_points=reprompt_points(args.reprompt_points, predictor))
+        tracker = Tracker(predictor, max_points=reprompt_points(args.reprompt_points, predictor),
+                          negatives=reprompt_negatives(args.reprompt_negatives, predictor))
         loop = LiveLoop(source, tracker, sinks, max_frames=args.max_frames, prompts=prompts,
                         prompt_from_gt=args.prompt_from_gt)
         stats = loop.run()
@@ -168,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         predictor.close()
     stats["bundle"] = str(predictor.bundle.root) if getattr(predictor, "bundle", None) is not None else None
     stats["reprompt_points"] = tracker.max_points
+    stats["reprompt_negatives"] = tracker.negatives
     if args.stats:
         write_json_atomic(Path(args.stats).expanduser(), stats)
     j = stats.get("J", {}).get("mean")

@@ -51,12 +51,13 @@ def test_prompt_from_gt_reports_J(tmp_path, capsys):
     assert set(j) == {"1", "2", "mean"} and 0.3 < j["mean"] <= 1.0  # boxes as masks: rough but related
 
 
-@pytest.mark.parametrize("argv, source, expected", [
-    ([], None, 2),  # official weights take a box and points together
-    ([], "edgesam_demo.safetensors", 0),  # the demo checkpoint never saw both: box alone
-    (["--reprompt-points", "1"], "edgesam_demo.safetensors", 1),
+@pytest.mark.parametrize("argv, source, expected, negatives", [
+    ([], None, 2, True),  # official weights take a box and points together
+    ([], "edgesam_demo.safetensors", 0, False),  # the demo checkpoint never saw both: box alone
+    (["--reprompt-points", "1", "--reprompt-negatives"], "edgesam_demo.safetensors", 1, True),
+    (["--no-reprompt-negatives"], None, 2, False),
 ])
-def test_reprompt_points_default_depends_on_the_weights(tmp_path, capsys, monkeypatch, argv, source, expected):
+def test_reprompt_defaults_depend_on_the_weights(tmp_path, capsys, monkeypatch, argv, source, expected, negatives):
     from types import SimpleNamespace
 
     made = []
@@ -70,7 +71,9 @@ def test_reprompt_points_default_depends_on_the_weights(tmp_path, capsys, monkey
     stats = tmp_path / "s.json"
     code, err = run(capsys, SRC, "--headless", "--max-frames", "3", "--prompt-from-gt", "--stats", str(stats), *argv)
     assert code == 0, err
-    assert json.loads(stats.read_text())["reprompt_points"] == expected
+    written = json.loads(stats.read_text())
+    assert written["reprompt_points"] == expected
+    assert written["reprompt_negatives"] is negatives
 
 
 def one_line_error(code, err, match):

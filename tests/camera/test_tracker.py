@@ -6,7 +6,7 @@ from edgesam_edge.camera.oracle import GroundTruthOracle
 from edgesam_edge.camera.sources import Frame
 from edgesam_edge.camera.synthetic import SyntheticScene
 from edgesam_edge.camera.tracker import LOST, PENDING, TRACKED, Tracker
-from edgesam_edge.errors import InvalidPrompt
+from edgesam_edge.errors import EdgeSamError, InvalidPrompt
 
 
 def iou(a, b):
@@ -226,3 +226,103 @@ def test_history_is_bounded():
         assert len(obj.history) <= 10 and len(obj.motion) <= 10
     # an embedding older than the history is skipped, not misapplied
     assert tracker.refine(clip.oracle.encode(clip.frame(5).image), 5) == 0
+
+
+def answer_with(clip, change):
+    """Make the oracle answer object ``k``'s prompt with ``change(k, gt)`` instead of its true mask."""
+    real = clip.oracle.predict
+
+    def fake(**kw):
+        masks, scores, low = real(**kw)
+        gt = kw["embedding"].gt
+        masks = masks.copy()
+        for i in range(masks.shape[0]):
+            for k, m in gt.items():
+                if m.any() and (masks[i, 0] == m).all():
+                    masks[i] = change(k, gt)
+        return masks, scores, low
+
+    clip.oracle.predict = fake
+
+
+def two_touching_objects():
+    """A static clip whose objects 1 and 2 lie close (their boxes overlap) in frame 0."""
+    for seed in range(40):
+        clip = Clip(motion="static", objects=2, seed=seed)
+        gt = clip.frame(0).gt
+        a, b = mask_box(gt[1]), mask_box(gt[2])
+        if a and b and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] and gt[1].sum() > 400 and gt[2].sum() > 400:
+            return clip
+    raise AssertionError("no seed with touching objects")
+
+
+def test_an_answer_that_swallows_a_neighbour_is_cut_back_to_the_object():
+    clip = two_touching_objects()
+    tracker = start(clip, max_growth=0)
+    answer_with(clip, lambda k, gt: gt[1] | gt[2] if k == 1 else gt[k])  # object 1's answer takes in object 2
+    tracker.step(clip.frame(1))
+    tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
+    t1, t2 = tracker.tracks()
+    gt = clip.frame(1).gt
+    assert t1.state == TRACKED and t2.state == TRACKED
+    assert not (t1.mask & t2.mask).any()
+    assert iou(t1.mask, gt[1]) > 0.95 and iou(t2.mask, gt[2]) > 0.95
+
+
+def test_an_answer_that_is_the_neighbour_loses_the_object():
+    clip = two_touching_objects()
+    tracker = start(clip)
+    answer_with(clip, lambda k, gt: gt[2])  # object 1 is hidden: its prompt lands on object 2
+    tracker.step(clip.frame(1))
+    tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
+    t1, t2 = tracker.tracks()
+    assert t1.state == LOST and t2.state == TRACKED
+    assert iou(t2.mask, clip.frame(1).gt[2]) > 0.95
+
+
+def bleed(mask, px=30):
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)).astype(bool)
+
+
+@pytest.mark.parametrize("max_growth", [0.1, 0.0])
+def test_a_fully_seen_object_grows_by_at_most_max_growth_per_reprompt(max_growth):
+    clip = Clip(motion="static", objects=1)
+    tracker = start(clip, max_growth=max_growth)
+    answer_with(clip, lambda k, gt: bleed(gt[k]))  # the answer spills 30 px into the background
+    tracker.step(clip.frame(1))
+    tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
+    t = tracker.tracks()[0]
+    x0, y0, x1, y1 = mask_box(clip.frame(1).gt[1])
+    bx0, by0, bx1, by1 = mask_box(t.mask)
+    if max_growth:
+        dx, dy = max_growth * (x1 - x0) + 5, max_growth * (y1 - y0) + 5
+        assert x0 - dx <= bx0 and y0 - dy <= by0 and bx1 <= x1 + dx and by1 <= y1 + dy
+        assert bx1 - bx0 > x1 - x0  # it did grow, a little
+    else:  # no limit: the whole spill is taken
+        assert (bx0, by0, bx1, by1) == mask_box(bleed(clip.frame(1).gt[1]))
+
+
+def test_a_partly_hidden_object_may_grow_back_at_once():
+    clip = Clip(motion="static", objects=1)
+    tracker = start(clip)
+    gt0 = clip.frame(0).gt[1]
+    x0, y0, x1, y1 = mask_box(gt0)
+    half = gt0.copy()
+    half[:, (x0 + x1) // 2 :] = False
+    hidden = [True]
+    answer_with(clip, lambda k, gt: half if hidden[0] else gt[k])  # the right half is hidden for a while
+    tracker.step(clip.frame(1))
+    tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
+    assert iou(tracker.tracks()[0].mask, half) > 0.95
+    hidden[0] = False  # it comes out again
+    tracker.step(clip.frame(2))
+    tracker.refine(clip.oracle.encode(clip.frame(2).image), 2)
+    assert iou(tracker.tracks()[0].mask, clip.frame(2).gt[1]) > 0.95
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), "wide"])
+def test_max_growth_must_be_a_number_at_least_zero(bad):
+    with pytest.raises(EdgeSamError, match=f"max_growth {bad!r} is not a number >= 0"):
+        Tracker(None, max_growth=bad)

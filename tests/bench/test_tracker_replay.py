@@ -1,0 +1,25 @@
+"""benchmarks/tracker_replay.py replays the live loop in lock step: repeatable J over scenes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import tracker_replay  # noqa: E402
+
+
+@pytest.mark.parametrize("text, seeds", [("0-3", [0, 1, 2, 3]), ("5", [5]), ("0,3-4,9", [0, 3, 4, 9])])
+def test_parse_seeds(text, seeds):
+    assert tracker_replay.parse_seeds(text) == seeds
+
+
+def test_replay_with_the_oracle_is_repeatable_and_near_perfect():
+    from edgesam_edge.camera.oracle import GroundTruthOracle
+
+    runs = [tracker_replay.replay(GroundTruthOracle(), 1, 30, 3, 3, (320, 240), 3, {}, oracle=True)
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert set(runs[0]["J"]) == {"1", "2", "3"} and runs[0]["mean"] > 0.9
