@@ -1,7 +1,8 @@
 """`edgesam train-demo`: train the small demo checkpoint on synthetic scenes (CPU, under an hour).
 
 Phase 1 trains the whole network (``--steps``); phase 2 tunes the decoder over the
-frozen encoder (``--decoder-steps``, see :mod:`edgesam_edge.model.train_decoder`).
+frozen encoder (``--decoder-steps``, see :mod:`edgesam_edge.model.train_decoder`);
+phase 3 (``--tail-steps``) tunes the decoder with the encoder's last stage and neck.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 HELP = "train the small demo checkpoint on synthetic scenes (official key layout)"
 #: phase-2 steps of the packaged demo checkpoint (see edgesam_edge/data/MODEL_CARD.md)
 DEFAULT_DECODER_STEPS = 800
+#: phase-3 steps of the packaged demo checkpoint
+DEFAULT_TAIL_STEPS = 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder-images", type=int, default=1000,
                    help="scenes whose embeddings phase 2 caches (default 1000)")
     p.add_argument("--decoder-prompts", type=int, default=64, help="prompts per phase-2 step (default 64)")
+    p.add_argument("--tail-steps", type=int, default=DEFAULT_TAIL_STEPS,
+                   help="phase 3: steps of the decoder and the encoder's last stage, fusion and neck over cached "
+                        f"stage-2 features of other scenes (default {DEFAULT_TAIL_STEPS}; 0 skips it)")
+    p.add_argument("--tail-lr", type=float, default=1e-4, help="phase 3: the encoder tail's peak learning rate "
+                                                                "(default 1e-4; the decoder's stays 3e-4)")
     p.add_argument("--init", metavar="CKPT",
                    help="start from this checkpoint's weights (e.g. phase 2 alone: --init phase1.pth --steps 0)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint's training state")
@@ -44,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeSamError(f"--batch {args.batch} must be at least 1")
     cfg = TrainConfig(input_size=args.input_size, steps=args.steps, batch_images=args.batch, seed=args.seed,
                       precision=args.precision, decoder_steps=args.decoder_steps,
-                      decoder_images=args.decoder_images, decoder_prompts=args.decoder_prompts)
+                      decoder_images=args.decoder_images, decoder_prompts=args.decoder_prompts,
+                      tail_steps=args.tail_steps, tail_lr=args.tail_lr)
     out = train_demo(args.output, cfg, resume=args.resume, force=args.force, init=args.init)
     print(f"wrote {out}")
     if args.eval:

@@ -82,6 +82,10 @@ class TrainConfig:
     box_with_points: float = 0.5
     #: side at which phase 2 compares masks (0: the input size)
     decoder_loss_size: int = 128
+    #: phase 3 (:mod:`.train_decoder`): steps of the decoder and the encoder's tail over cached stage-2 features
+    tail_steps: int = 0
+    #: the encoder tail's peak learning rate in phase 3 (the decoder's is decoder_lr)
+    tail_lr: float = 1e-4
 
 
 def native_bf16() -> bool:
@@ -343,9 +347,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
-    """Back-propagate ``loss`` and step ``opt`` at ``lr``, its gradients clipped at norm 1.0."""
+    """Back-propagate ``loss`` and step ``opt`` at ``lr``, its gradients clipped at norm 1.0.
+
+    A parameter group with an ``lr_scale`` steps at ``lr * lr_scale``.
+    """
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_([q for group in opt.param_groups for q in group["params"]], 1.0)
@@ -378,12 +385,14 @@ def save_checkpoint(model: torch.nn.Module, path: Path, half: bool = True,
 
 
 def checkpoint_metadata(cfg: TrainConfig, step: int, decoder_step: int = 0,
-                        init: Optional[str] = None) -> Dict[str, str]:
+                        init: Optional[str] = None, tail_step: int = 0) -> Dict[str, str]:
     """What a demo checkpoint's safetensors header records (strings, as safetensors requires)."""
     meta = {"model": "edge_sam", "input_size": str(cfg.input_size), "upsample": cfg.upsample,
             "steps": str(step), "seed": str(cfg.seed), "format": "pt"}
     if cfg.decoder_steps:
         meta["decoder_steps"] = str(decoder_step)
+    if cfg.tail_steps:
+        meta["tail_steps"] = str(tail_step)
     if init:
         meta["init"] = init
     return meta
@@ -396,9 +405,13 @@ def _check_config(cfg: TrainConfig, init: Optional[Path]) -> None:
         raise EdgeSamError(f"--steps {cfg.steps} must be at least 1 (0 only with --init)")
     if cfg.decoder_steps < 0:
         raise EdgeSamError(f"--decoder-steps {cfg.decoder_steps} is not 0 or more")
-    if cfg.steps + cfg.decoder_steps < 1:
-        raise EdgeSamError("nothing to train: --steps 0 and --decoder-steps 0")
-    if cfg.decoder_steps and (cfg.decoder_images < 1 or cfg.decoder_prompts < 1):
+    if cfg.tail_steps < 0:
+        raise EdgeSamError(f"--tail-steps {cfg.tail_steps} is not 0 or more")
+    if cfg.tail_steps and not (cfg.tail_lr > 0):
+        raise EdgeSamError(f"--tail-lr {cfg.tail_lr} is not a positive number")
+    if cfg.steps + cfg.decoder_steps + cfg.tail_steps < 1:
+        raise EdgeSamError("nothing to train: --steps 0, --decoder-steps 0 and --tail-steps 0")
+    if (cfg.decoder_steps or cfg.tail_steps) and (cfg.decoder_images < 1 or cfg.decoder_prompts < 1):
         raise EdgeSamError(f"--decoder-images {cfg.decoder_images} and --decoder-prompts {cfg.decoder_prompts} "
                            "must be at least 1")
     if init is not None and not init.is_file():
@@ -442,67 +455,78 @@ def train_demo(
 
         load_into(model, load_demo_weights(init_path), str(init_path))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = decoder_step = 0
+    done = {"step": 0, "decoder_step": 0, "tail_step": 0}  # steps finished in each phase
     opt_state = None
     sp = state_path(out)
     if resume and sp.is_file():
         state = torch.load(str(sp), map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
-        step = int(state["step"])
-        decoder_step = int(state.get("decoder_step", 0))
-        if decoder_step:
+        for key in done:
+            done[key] = int(state.get(key, 0))
+        if done["decoder_step"] or done["tail_step"]:
             opt_state = state["optimizer"]
         else:
             opt.load_state_dict(state["optimizer"])
-        logger.info("resuming at step %d, decoder step %d", step, decoder_step)
+        logger.info("resuming at step %d, decoder step %d, tail step %d", *done.values())
     elif resume:
         raise EdgeSamError(f"--resume: no training state {str(sp)!r} next to the checkpoint")
     init_name = init_path.name if init_path is not None else None
 
     def save(optimizer: torch.optim.Optimizer) -> None:
         model.eval()
-        save_checkpoint(model, out, metadata=checkpoint_metadata(cfg, step, decoder_step, init_name))
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "decoder_step": decoder_step, "config": asdict(cfg)}, str(sp))
+        save_checkpoint(model, out, metadata=checkpoint_metadata(cfg, done["step"], done["decoder_step"], init_name,
+                                                                 done["tail_step"]))
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **done,
+                    "config": asdict(cfg)}, str(sp))
         model.train()
+        if done["tail_step"]:  # phase 3 keeps the encoder's BatchNorm statistics
+            model.image_encoder.eval()
 
     from tqdm import tqdm
 
     t0 = time.time()
-    if step < cfg.steps:
-        bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-demo", unit="step")
+
+    def run_phase(key: str, total: int, desc: str, optimizer: torch.optim.Optimizer,
+                  step_fn: Callable[[int], Dict[str, float]]) -> None:
+        """Steps ``done[key]`` .. ``total - 1`` of one phase, with a progress bar and checkpoints."""
+        bar = tqdm(total=total, initial=done[key], disable=not progress, desc=desc, unit="step")
         ema: Dict[str, float] = {}
-        while step < cfg.steps:
-            rng = np.random.default_rng([cfg.seed, step])  # each step's data depends only on (seed, step)
-            losses = forward_losses(model, make_batch(scene_fn, rng, cfg), cfg)
-            optimizer_step(opt, losses["loss"], lr_at(step, cfg))
-            step += 1
-            _smooth(ema, {k: float(v.detach()) for k, v in losses.items()})
+        while done[key] < total:
+            _smooth(ema, step_fn(done[key]))
+            done[key] += 1
             bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
             bar.update(1)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save(opt)
-                logger.info("step %d: loss %.4f, train mIoU %.3f (%.0f s)", step, ema["loss"], ema["miou"],
-                            time.time() - t0)
+            if done[key] % cfg.checkpoint_every == 0 or done[key] == total:
+                save(optimizer)
+                logger.info("%s %d: loss %.4f, train mIoU %.3f (%.0f s)", key.replace("_", " "), done[key],
+                            ema["loss"], ema["miou"], time.time() - t0)
         bar.close()
-    if decoder_step < cfg.decoder_steps:
-        from .train_decoder import EmbeddingCache, decoder_step as run_decoder_step, make_optimizer
+
+    def phase1_step(i: int) -> Dict[str, float]:
+        rng = np.random.default_rng([cfg.seed, i])  # each step's data depends only on (seed, step)
+        losses = forward_losses(model, make_batch(scene_fn, rng, cfg), cfg)
+        optimizer_step(opt, losses["loss"], lr_at(i, cfg))
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    if done["step"] < cfg.steps:
+        run_phase("step", cfg.steps, "train-demo", opt, phase1_step)
+    if done["decoder_step"] < cfg.decoder_steps:
+        from .train_decoder import EmbeddingCache, decoder_step, make_optimizer
 
         cache = EmbeddingCache(model, scene_fn, cfg, cfg.decoder_images, progress=progress)
-        dopt = make_optimizer(model, cfg, opt_state)
-        bar = tqdm(total=cfg.decoder_steps, initial=decoder_step, disable=not progress, desc="train-demo: decoder",
-                   unit="step")
-        ema = {}
-        while decoder_step < cfg.decoder_steps:
-            _smooth(ema, run_decoder_step(model, dopt, cache, decoder_step, cfg))
-            decoder_step += 1
-            bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
-            bar.update(1)
-            if decoder_step % cfg.checkpoint_every == 0 or decoder_step == cfg.decoder_steps:
-                save(dopt)
-                logger.info("decoder step %d: loss %.4f, train mIoU %.3f (%.0f s)", decoder_step, ema["loss"],
-                            ema["miou"], time.time() - t0)
-        bar.close()
+        dopt = make_optimizer(model, cfg, None if done["tail_step"] else opt_state)
+        run_phase("decoder_step", cfg.decoder_steps, "train-demo: decoder", dopt,
+                  lambda i: decoder_step(model, dopt, cache, i, cfg))
+    if done["tail_step"] < cfg.tail_steps:
+        from .train_decoder import PHASE3_STREAM, EmbeddingCache, make_tail_optimizer, stage2_features, tail_step
+
+        encoder = model.image_encoder
+        tcache = EmbeddingCache(model, scene_fn, cfg, cfg.decoder_images, progress=progress,
+                                encode=lambda x: stage2_features(encoder, x), stream=PHASE3_STREAM)
+        topt = make_tail_optimizer(model, cfg, opt_state if done["tail_step"] else None)
+        run_phase("tail_step", cfg.tail_steps, "train-demo: encoder tail + decoder", topt,
+                  lambda i: tail_step(model, topt, tcache, i, cfg))
+        model.train()
     if not out.exists():  # resumed a finished run, or nothing was left to do
         save(opt)
     return out

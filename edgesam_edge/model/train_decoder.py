@@ -16,12 +16,17 @@ sees many more prompts per minute, and a richer mix of them:
 
 The scenes come from seeds ``(seed, 1, i)``, disjoint from phase 1's ``(seed,
 step)`` and from the held-out evaluation seeds ``(10000 + k,)``.
+
+Phase 3 (``tail_steps``) also trains the encoder's tail: its last stage (stride
+32), the fusion of stages 2 and 3 and the neck, over cached stage-2 features of
+another 1000 scenes (seeds ``(seed, 2, i)``), at ``tail_lr``. The rest of the
+encoder stays frozen, its BatchNorm statistics too.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -34,18 +39,55 @@ logger = logging.getLogger(__name__)
 
 #: The second element of the seed sequence of phase-2 scenes (phase 1 uses ``(seed, step)``).
 PHASE2_STREAM = 1
+#: The same for phase 3 (the encoder's tail and the decoder).
+PHASE3_STREAM = 2
+
+
+def tail_blocks(encoder: torch.nn.Module) -> List[int]:
+    """Indices in ``encoder.features`` of the last stage's blocks (what phase 3 trains, with fusion and neck)."""
+    return list(range(encoder.stage_ends[2] + 2, len(encoder.features)))
+
+
+def stage2_features(encoder: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, S, S)`` normalised images -> stage-2 output ``(B, C2, S/16, S/16)``, the tail's input."""
+    x = encoder.features[0](images)
+    for block in encoder.features[1 : encoder.stage_ends[2] + 2]:
+        x = block(x)
+    return x
+
+
+def embed_stage2(encoder: torch.nn.Module, s2: torch.Tensor) -> torch.Tensor:
+    """Stage-2 features ``(B, C2, S/16, S/16)`` -> embeddings ``(B, 256, S/16, S/16)``, as the encoder's forward."""
+    x = s2
+    for j in tail_blocks(encoder):
+        x = encoder.features[j](x)
+    return encoder.neck(encoder.fuse_stage2(s2) + encoder.fuse_stage3(x))
+
+
+def tail_parameters(encoder: torch.nn.Module) -> List[torch.nn.Parameter]:
+    """The encoder parameters phase 3 trains: last stage, fusion convolutions and neck."""
+    params = [q for j in tail_blocks(encoder) for q in encoder.features[j].parameters()]
+    for m in (encoder.fuse_stage2, encoder.fuse_stage3, encoder.neck):
+        params.extend(m.parameters())
+    return params
 
 
 class EmbeddingCache:
     """Frozen-encoder embeddings of ``n`` synthetic scenes and their object masks.
 
+    Args:
+        encode: images ``(B, 3, S, S)`` -> what to cache (default: the image encoder, embeddings;
+            phase 3 caches :func:`stage2_features`).
+        stream: the scenes' seeds are ``(cfg.seed, stream, i)``.
+
     Attributes:
-        embeddings: ``(n, 256, S/16, S/16)`` float32.
+        embeddings: ``(n, 256, S/16, S/16)`` float32 (or what ``encode`` gives).
         masks: per scene, the object masks ``(S, S)`` bool with at least 16 pixels.
     """
 
     def __init__(self, model: torch.nn.Module, scene_fn: SceneFn, cfg: TrainConfig, n: int,
-                 progress: bool = True, batch: int = 8) -> None:
+                 progress: bool = True, batch: int = 8,
+                 encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, stream: int = PHASE2_STREAM) -> None:
         from tqdm import tqdm
 
         s = cfg.input_size
@@ -59,11 +101,11 @@ class EmbeddingCache:
             for start in range(0, n, batch):
                 images = []
                 for i in range(start, min(n, start + batch)):
-                    img, masks = scene_fn(np.random.default_rng([cfg.seed, PHASE2_STREAM, i]), s)
+                    img, masks = scene_fn(np.random.default_rng([cfg.seed, stream, i]), s)
                     images.append(normalize_image(img))
                     self.masks.append([m for m in masks if m.sum() >= 16])
                 with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                    chunks.append(model.image_encoder(torch.from_numpy(np.stack(images))).float())
+                    chunks.append((encode or model.image_encoder)(torch.from_numpy(np.stack(images))).float())
                 bar.update(len(images))
         finally:
             bar.close()
@@ -107,6 +149,43 @@ def decoder_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: Embe
     losses = decoder_losses(model, batch["embeddings"], batch, cfg, loss_size=cfg.decoder_loss_size)
     optimizer_step(opt, losses["loss"], decoder_lr_at(step, cfg))
     return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def tail_lr_at(step: int, cfg: TrainConfig) -> float:
+    """Phase 3: the decoder's :func:`~.train.cosine_lr` from ``decoder_lr``, warming up over 5% of its steps."""
+    return cosine_lr(step, cfg.decoder_lr, max(1, cfg.tail_steps // 20), cfg.tail_steps)
+
+
+def tail_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: EmbeddingCache, step: int,
+              cfg: TrainConfig) -> Dict[str, float]:
+    """One phase-3 step: embeddings from the cached stage-2 features through the (trained) tail."""
+    rng = np.random.default_rng([cfg.seed, PHASE3_STREAM, 1_000_000 + step])
+    batch = cache.batch(rng, cfg.decoder_prompts, cfg.box_with_points)
+    scenes, back = torch.unique(batch["img_idx"], return_inverse=True)
+    emb = embed_stage2(model.image_encoder, cache.embeddings[scenes])[back]
+    losses = decoder_losses(model, emb, batch, cfg, loss_size=cfg.decoder_loss_size)
+    optimizer_step(opt, losses["loss"], tail_lr_at(step, cfg))  # the tail's group at tail_lr / decoder_lr of it
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def make_tail_optimizer(model: torch.nn.Module, cfg: TrainConfig,
+                        state: Optional[Dict[str, torch.Tensor]] = None) -> torch.optim.Optimizer:
+    """AdamW over the decoder (at ``decoder_lr``) and the encoder's tail (at ``tail_lr``); the rest frozen.
+
+    Puts the image encoder in eval mode: its BatchNorm layers keep their statistics.
+    """
+    encoder = model.image_encoder
+    encoder.requires_grad_(False)
+    tail = tail_parameters(encoder)
+    for q in tail:
+        q.requires_grad_(True)
+    encoder.eval()
+    opt = torch.optim.AdamW([{"params": decoder_parameters(model), "lr": cfg.decoder_lr},
+                             {"params": tail, "lr": cfg.tail_lr, "lr_scale": cfg.tail_lr / cfg.decoder_lr}],
+                            weight_decay=cfg.weight_decay)
+    if state is not None:
+        opt.load_state_dict(state)
+    return opt
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig,

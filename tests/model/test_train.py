@@ -171,15 +171,20 @@ def test_low_resolution_loss_matches_full_resolution_on_a_blocky_target():
     assert abs(float(half["mask_loss"]) - float(full["mask_loss"])) < 0.25 * float(full["mask_loss"])
 
 
+def _tiny_phase1(tmp_path):
+    """(tiny config, a 1-step phase-1 checkpoint) for the later phases' tests."""
+    base = dict(input_size=64, batch_images=2, objects_per_image=2, checkpoint_every=1, decoder_images=4,
+                decoder_prompts=3)
+    return base, T.train_demo(tmp_path / "p1.pth", T.TrainConfig(steps=1, **base), progress=False)
+
+
 def test_phase_two_trains_the_decoder_only_and_resumes(tmp_path):
     import json
     import struct
 
     from edgesam_edge.model.checkpoint import read_state_dict
 
-    base = dict(input_size=64, batch_images=2, objects_per_image=2, checkpoint_every=1, decoder_images=4,
-                decoder_prompts=3)
-    phase1 = T.train_demo(tmp_path / "p1.pth", T.TrainConfig(steps=1, **base), progress=False)
+    base, phase1 = _tiny_phase1(tmp_path)
     out = tmp_path / "p2.safetensors"
     T.train_demo(out, T.TrainConfig(steps=0, decoder_steps=1, **base), init=phase1, progress=False)
     a, b = read_state_dict(phase1), read_state_dict(out)
@@ -196,6 +201,43 @@ def test_phase_two_trains_the_decoder_only_and_resumes(tmp_path):
     assert meta["decoder_steps"] == "2" and meta["init"] == "p1.pth" and meta["steps"] == "0"
 
 
+def test_phase_three_trains_the_encoder_tail_and_decoder_only_and_resumes(tmp_path):
+    from edgesam_edge.model.build import build_edge_sam
+    from edgesam_edge.model.checkpoint import read_state_dict
+    from edgesam_edge.model.train_decoder import tail_blocks
+
+    base, phase1 = _tiny_phase1(tmp_path)
+    out = tmp_path / "p3.pth"
+    T.train_demo(out, T.TrainConfig(steps=0, tail_steps=1, **base), init=phase1, progress=False)
+    a, b = read_state_dict(phase1), read_state_dict(out)
+    tail = tuple(f"image_encoder.features.{j}." for j in tail_blocks(build_edge_sam(None, img_size=64).image_encoder))
+    tail += ("image_encoder.fuse_stage", "image_encoder.neck.")
+    trained = [k for k in a if k.startswith(tail) and a[k].is_floating_point() and "running_" not in k]
+    frozen = [k for k in a if k.startswith("image_encoder.") and not k.startswith(tail)]
+    assert trained and frozen
+    assert all(torch.equal(a[k], b[k]) for k in frozen)  # stages 0-2 frozen
+    assert all(torch.equal(a[k], b[k]) for k in a if "running_" in k)  # BatchNorm statistics kept
+    assert any(not torch.equal(a[k], b[k]) for k in trained)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("mask_decoder.") and a[k].is_floating_point())
+    state = torch.load(str(T.state_path(out)), weights_only=True)
+    assert (state["step"], state["decoder_step"], state["tail_step"]) == (0, 0, 1)
+    T.train_demo(out, T.TrainConfig(steps=0, tail_steps=2, **base), init=phase1, resume=True, progress=False)
+    assert torch.load(str(T.state_path(out)), weights_only=True)["tail_step"] == 2
+
+
+def test_phase_three_learning_rates():
+    cfg = T.TrainConfig(tail_steps=100, decoder_lr=3e-4, tail_lr=1e-4)
+    from edgesam_edge.model.build import build_edge_sam
+    from edgesam_edge.model.train_decoder import make_tail_optimizer
+
+    model = build_edge_sam(None, img_size=64)
+    opt = make_tail_optimizer(model, cfg)
+    assert not model.image_encoder.training  # BatchNorm keeps its statistics
+    loss = sum(q.sum() for group in opt.param_groups for q in group["params"]) * 0.0
+    T.optimizer_step(opt, loss, 2e-4)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([2e-4, 2e-4 / 3])
+
+
 def test_both_phases_in_one_run(tmp_path):
     cfg = T.TrainConfig(input_size=64, steps=1, batch_images=2, objects_per_image=2, decoder_steps=1,
                         decoder_images=3, decoder_prompts=2)
@@ -209,6 +251,8 @@ def test_both_phases_in_one_run(tmp_path):
     (["--steps", "-3"], "--steps -3"),
     (["--input-size", "100"], "--input-size 100 is not a positive multiple of 64"),
     (["--decoder-steps", "-1"], "--decoder-steps -1 is not 0 or more"),
+    (["--tail-steps", "-2"], "--tail-steps -2 is not 0 or more"),
+    (["--tail-steps", "5", "--tail-lr", "0"], "--tail-lr 0.0 is not a positive number"),
     (["--decoder-images", "0"], "--decoder-images 0"),
     (["--init", "missing.pth", "--steps", "0"], "--init 'missing.pth' is not a checkpoint file"),
     (["--batch", "0"], "--batch 0 must be at least 1"),
