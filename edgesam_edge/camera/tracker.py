@@ -637,22 +637,28 @@ def _exclusive(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int,
     on an occluder is left with little and is lost in :meth:`Tracker._accept` (collapse).
     """
     ids = [i for i in results if results[i][0].any()]
-    masks = {i: np.asarray(results[i][0], bool).copy() for i in ids}
-    priors = {i: snapshot[i].full_mask(shape) for i in ids}
+    masks = {i: np.asarray(results[i][0], bool) for i in ids}  # replaced, never changed in place
+    priors: Dict[int, np.ndarray] = {}  # full-frame masks at that frame, made only where answers overlap
+
+    def prior(i: int) -> np.ndarray:
+        if i not in priors:
+            priors[i] = snapshot[i].full_mask(shape)
+        return priors[i]
+
     for pos, a in enumerate(ids):
         for b in ids[pos + 1 :]:
             overlap = masks[a] & masks[b]
             n = np.count_nonzero(overlap)
             if n == 0:
                 continue
-            own_a = np.count_nonzero(overlap & priors[a]) / n
-            own_b = np.count_nonzero(overlap & priors[b]) / n
+            own_a = np.count_nonzero(overlap & prior(a)) / n
+            own_b = np.count_nonzero(overlap & prior(b)) / n
             if abs(own_a - own_b) > 0.2:
                 loser = b if own_a > own_b else a
             else:
                 loser = a if np.count_nonzero(masks[a]) > np.count_nonzero(masks[b]) else b
             logger.debug("objects %d and %d overlap by %d px: object %d gives them up", a, b, n, loser)
-            masks[loser] &= ~overlap
+            masks[loser] = masks[loser] & ~overlap
     return {i: (masks[i], results[i][1]) if i in masks else results[i] for i in results}
 
 

@@ -94,15 +94,22 @@ def _check_stats_path(path: Optional[str], force: bool) -> None:
         raise EdgeSamError(f"cannot write --stats {path!r}: folder {str(parent)!r} does not exist or is not writable")
 
 
+def _demo_weights(predictor: Any) -> bool:
+    """Whether the predictor runs a bundle of the packaged demo checkpoint."""
+    from ..cache import is_demo_bundle
+
+    bundle = getattr(predictor, "bundle", None)
+    return bundle is not None and is_demo_bundle(bundle.manifest)
+
+
 def reprompt_points(choice: Optional[int], predictor: Any) -> int:
     """--reprompt-points, or its default for the predictor's bundle (see ``cache.DEMO_REPROMPT_POINTS``)."""
-    from ..cache import DEMO_REPROMPT_POINTS, is_demo_bundle
+    from ..cache import DEMO_REPROMPT_POINTS
     from ..camera.tracker import DEFAULT_MAX_POINTS
 
     if choice is not None:
         return int(choice)
-    bundle = getattr(predictor, "bundle", None)
-    if bundle is not None and is_demo_bundle(bundle.manifest):
+    if _demo_weights(predictor):
         logger.info("the demo checkpoint: objects are re-prompted with their box alone (--reprompt-points 0)")
         return DEMO_REPROMPT_POINTS
     return DEFAULT_MAX_POINTS
@@ -110,14 +117,11 @@ def reprompt_points(choice: Optional[int], predictor: Any) -> int:
 
 def reprompt_negatives(choice: Optional[bool], predictor: Any) -> bool:
     """--reprompt-negatives, or its default for the predictor's bundle (see ``cache.DEMO_REPROMPT_NEGATIVES``)."""
-    from ..cache import DEMO_REPROMPT_NEGATIVES, is_demo_bundle
+    from ..cache import DEMO_REPROMPT_NEGATIVES
 
     if choice is not None:
         return bool(choice)
-    bundle = getattr(predictor, "bundle", None)
-    if bundle is not None and is_demo_bundle(bundle.manifest):
-        return DEMO_REPROMPT_NEGATIVES
-    return True
+    return DEMO_REPROMPT_NEGATIVES if _demo_weights(predictor) else True
 
 
 def open_predictor(args: argparse.Namespace) -> Any:

@@ -119,16 +119,14 @@ class EmbeddingCache:
         return len(self.masks)
 
     def batch(self, rng: np.random.Generator, prompts: int, box_with_points: float) -> Dict[str, torch.Tensor]:
-        """``prompts`` prompts on random objects of random scenes, with each prompt's embedding."""
+        """``prompts`` prompts on random objects of random scenes (``img_idx``: each one's scene in the cache)."""
         picked: List[Prompt] = []
         for i in rng.choice(self._with_objects, prompts):
             masks = self.masks[int(i)]
             m = masks[int(rng.integers(len(masks)))]
             pts, lab, amb = sample_prompt(m, rng, box_with_points=box_with_points)
             picked.append((pts, lab, amb, m, int(i)))
-        out = pack_prompts(picked)
-        out["embeddings"] = self.embeddings[out["img_idx"]]
-        return out
+        return pack_prompts(picked)
 
 
 def decoder_lr_at(step: int, cfg: TrainConfig) -> float:
@@ -141,14 +139,21 @@ def decoder_parameters(model: torch.nn.Module) -> List[torch.nn.Parameter]:
     return list(model.prompt_encoder.parameters()) + list(model.mask_decoder.parameters())
 
 
+def _cached_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: EmbeddingCache, cfg: TrainConfig,
+                 stream: int, step: int, embed: Callable[[torch.Tensor], torch.Tensor], lr: float) -> Dict[str, float]:
+    """One step of phase 2 or 3: a prompt batch from ``cache`` (``embed``: its scene indices -> embeddings)."""
+    rng = np.random.default_rng([cfg.seed, stream, 1_000_000 + step])
+    batch = cache.batch(rng, cfg.decoder_prompts, cfg.box_with_points)
+    losses = decoder_losses(model, embed(batch["img_idx"]), batch, cfg, loss_size=cfg.decoder_loss_size)
+    optimizer_step(opt, losses["loss"], lr)
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
 def decoder_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: EmbeddingCache, step: int,
                  cfg: TrainConfig) -> Dict[str, float]:
     """One phase-2 optimizer step; returns its losses and train mIoU."""
-    rng = np.random.default_rng([cfg.seed, PHASE2_STREAM, 1_000_000 + step])
-    batch = cache.batch(rng, cfg.decoder_prompts, cfg.box_with_points)
-    losses = decoder_losses(model, batch["embeddings"], batch, cfg, loss_size=cfg.decoder_loss_size)
-    optimizer_step(opt, losses["loss"], decoder_lr_at(step, cfg))
-    return {k: float(v.detach()) for k, v in losses.items()}
+    return _cached_step(model, opt, cache, cfg, PHASE2_STREAM, step, lambda idx: cache.embeddings[idx],
+                        decoder_lr_at(step, cfg))
 
 
 def tail_lr_at(step: int, cfg: TrainConfig) -> float:
@@ -158,14 +163,16 @@ def tail_lr_at(step: int, cfg: TrainConfig) -> float:
 
 def tail_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: EmbeddingCache, step: int,
               cfg: TrainConfig) -> Dict[str, float]:
-    """One phase-3 step: embeddings from the cached stage-2 features through the (trained) tail."""
-    rng = np.random.default_rng([cfg.seed, PHASE3_STREAM, 1_000_000 + step])
-    batch = cache.batch(rng, cfg.decoder_prompts, cfg.box_with_points)
-    scenes, back = torch.unique(batch["img_idx"], return_inverse=True)
-    emb = embed_stage2(model.image_encoder, cache.embeddings[scenes])[back]
-    losses = decoder_losses(model, emb, batch, cfg, loss_size=cfg.decoder_loss_size)
-    optimizer_step(opt, losses["loss"], tail_lr_at(step, cfg))  # the tail's group at tail_lr / decoder_lr of it
-    return {k: float(v.detach()) for k, v in losses.items()}
+    """One phase-3 step: embeddings from the cached stage-2 features through the (trained) tail.
+
+    The tail's parameter group steps at ``tail_lr / decoder_lr`` of the decoder's rate (its ``lr_scale``).
+    """
+
+    def embed(idx: torch.Tensor) -> torch.Tensor:
+        scenes, back = torch.unique(idx, return_inverse=True)  # each scene through the tail once
+        return embed_stage2(model.image_encoder, cache.embeddings[scenes])[back]
+
+    return _cached_step(model, opt, cache, cfg, PHASE3_STREAM, step, embed, tail_lr_at(step, cfg))
 
 
 def make_tail_optimizer(model: torch.nn.Module, cfg: TrainConfig,
