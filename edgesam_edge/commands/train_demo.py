@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=256, help="training input side, multiple of 64 (default 256)")
     p.add_argument("--steps", type=int, default=3000,
                    help="optimizer steps (default 3000: 45-55 min on 2 cores with native bf16)")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="phase 1: peak learning rate (default 1e-3; lower it to fine-tune an --init checkpoint)")
     p.add_argument("--batch", type=int, default=8, help="images per step (default 8, up to 6 prompts each)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="forward-pass precision (default auto: bfloat16 where the CPU has it natively)")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise EdgeSamError(f"--batch {args.batch} must be at least 1")
-    cfg = TrainConfig(input_size=args.input_size, steps=args.steps, batch_images=args.batch, seed=args.seed,
+    cfg = TrainConfig(input_size=args.input_size, steps=args.steps, lr=args.lr, batch_images=args.batch, seed=args.seed,
                       precision=args.precision, decoder_steps=args.decoder_steps,
                       decoder_images=args.decoder_images, decoder_prompts=args.decoder_prompts,
                       tail_steps=args.tail_steps, tail_lr=args.tail_lr)

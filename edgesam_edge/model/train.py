@@ -403,6 +403,8 @@ def _check_config(cfg: TrainConfig, init: Optional[Path]) -> None:
         raise EdgeSamError(f"--input-size {cfg.input_size} is not a positive multiple of 64")
     if cfg.steps < 0 or (cfg.steps == 0 and init is None):
         raise EdgeSamError(f"--steps {cfg.steps} must be at least 1 (0 only with --init)")
+    if cfg.steps and not (cfg.lr > 0):
+        raise EdgeSamError(f"--lr {cfg.lr} is not a positive number")
     if cfg.decoder_steps < 0:
         raise EdgeSamError(f"--decoder-steps {cfg.decoder_steps} is not 0 or more")
     if cfg.tail_steps < 0:

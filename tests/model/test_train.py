@@ -253,6 +253,7 @@ def test_both_phases_in_one_run(tmp_path):
     (["--decoder-steps", "-1"], "--decoder-steps -1 is not 0 or more"),
     (["--tail-steps", "-2"], "--tail-steps -2 is not 0 or more"),
     (["--tail-steps", "5", "--tail-lr", "0"], "--tail-lr 0.0 is not a positive number"),
+    (["--lr", "0"], "--lr 0.0 is not a positive number"),
     (["--decoder-images", "0"], "--decoder-images 0"),
     (["--init", "missing.pth", "--steps", "0"], "--init 'missing.pth' is not a checkpoint file"),
     (["--batch", "0"], "--batch 0 must be at least 1"),
@@ -278,3 +279,21 @@ def test_cli_never_overwrites_without_resume_or_force(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["train-demo", "-o", str(out), "--init", str(out), "--steps", "0", "--force"]) == 2
     assert "is the output" in capsys.readouterr().err and out.read_bytes() == b"the user's checkpoint"
+
+
+def test_cli_passes_learning_rates_and_steps_to_the_config(tmp_path, monkeypatch):
+    from edgesam_edge.cli import main
+
+    seen = {}
+
+    def fake_train(out, cfg, **kwargs):
+        seen["cfg"], seen["init"] = cfg, kwargs["init"]
+        return out
+
+    monkeypatch.setattr(T, "train_demo", fake_train)
+    init = tmp_path / "shipped.pth"
+    assert main(["train-demo", "-o", str(tmp_path / "ft.pth"), "--init", str(init), "--steps", "1000",
+                 "--lr", "2e-4", "--seed", "1", "--decoder-steps", "300", "--tail-lr", "5e-5"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.steps, cfg.lr, cfg.seed, cfg.decoder_steps, cfg.tail_lr) == (1000, 2e-4, 1, 300, 5e-5)
+    assert seen["init"] == str(init)
