@@ -39,7 +39,7 @@ def parse_seeds(text: str) -> List[int]:
 def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: tuple, objects: int,
            tracker_options: Dict[str, Any], oracle: bool = False) -> Dict[str, Any]:
     """One scene -> {"J": {gt id: mean IoU}, "mean", "lost_object_frames"}."""
-    from edgesam_edge.camera.flow import mask_box
+    from edgesam_edge.camera.loop import gt_boxes
     from edgesam_edge.camera.synthetic import SyntheticScene
     from edgesam_edge.camera.tracker import LOST, Tracker
     from edgesam_edge.metrics import mask_iou
@@ -56,10 +56,8 @@ def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: t
             predictor.observe(image, gt)
         tracker.step(image)
         if i == 0:  # prompt every object with its box and prime, as --prompt-from-gt does
-            for gid, m in gt.items():
-                b = mask_box(m)
-                if b is not None:
-                    gt_of[tracker.add(box=(b[0], b[1], b[2] - 1, b[3] - 1))] = gid
+            for gid, box in gt_boxes(gt).items():
+                gt_of[tracker.add(box=box)] = gid
             tracker.refine(predictor.encode(image), 0)
         while pending and pending[0][0] <= i:
             _, emb, f = pending.pop(0)

@@ -26,11 +26,11 @@ from ..metrics import mask_iou
 from .render import render_overlay
 from .sinks import Sink, UserEvent
 from .sources import Frame, Source
-from .tracker import LOST, Track, Tracker
+from .tracker import LOST, Box, Track, Tracker
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LiveLoop", "Prompt", "percentile_ms"]
+__all__ = ["LiveLoop", "Prompt", "gt_boxes", "percentile_ms"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,22 @@ class _Stats:
     lost_frames: int = 0
 
 
+def gt_boxes(gt: Dict[int, np.ndarray]) -> Dict[int, Box]:
+    """The ``--prompt-from-gt`` prompts: {ground-truth id: its mask's box ``(x0, y0, x1, y1)``}.
+
+    ``gt``: {id: ``(H, W)`` bool mask}. The corners are inclusive pixel coordinates; empty
+    masks get no box.
+    """
+    from .flow import mask_box
+
+    out: Dict[int, Box] = {}
+    for gid, m in gt.items():
+        b = mask_box(m)
+        if b is not None:
+            out[gid] = (b[0], b[1], b[2] - 1, b[3] - 1)
+    return out
+
+
 class LiveLoop:
     """Run a source through a tracker into sinks until the stream ends or ``max_frames``.
 
@@ -155,16 +171,11 @@ class LiveLoop:
 
     # -- prompts -------------------------------------------------------------------------------
     def _initial_prompts(self, first: Frame) -> None:
-        from .flow import mask_box
-
         prompts = list(self.prompts)
         if self.prompt_from_gt:
             if first.gt is None:
                 raise EdgeSamError(f"--prompt-from-gt needs a source with ground truth (synthetic://), not {self.source.name}")
-            for gid, m in first.gt.items():
-                b = mask_box(m)
-                if b is not None:
-                    prompts.append(Prompt(box=(b[0], b[1], b[2] - 1, b[3] - 1), gt_id=gid))
+            prompts.extend(Prompt(box=box, gt_id=gid) for gid, box in gt_boxes(first.gt).items())
         h, w = first.image.shape[:2]
         for p in prompts:  # validate all before adding any
             pts = [] if p.points is None else [tuple(q) for q in p.points]

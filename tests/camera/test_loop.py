@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgesam_edge.camera import rle
-from edgesam_edge.camera.loop import LiveLoop, Prompt
+from edgesam_edge.camera.loop import LiveLoop, Prompt, gt_boxes
 from edgesam_edge.camera.oracle import GroundTruthOracle
 from edgesam_edge.camera.sinks import JsonlSink, Sink, UserEvent, VideoSink
 from edgesam_edge.camera.sources import make_reader, open_source
@@ -153,3 +153,9 @@ def test_prompt_from_gt_needs_ground_truth():
     src = open_source("x", reader_factory=lambda: FaultyReader(50, "end"))
     with pytest.raises(EdgeSamError, match="ground truth"):
         LiveLoop(src, Tracker(BoxPredictor()), [], prompt_from_gt=True).run()
+
+
+def test_gt_boxes_are_inclusive_pixel_corners_and_skip_empty_masks():
+    m = np.zeros((40, 60), bool)
+    m[5:11, 20:31] = True  # rows 5..10, columns 20..30
+    assert gt_boxes({3: m, 4: np.zeros_like(m)}) == {3: (20, 5, 30, 10)}
