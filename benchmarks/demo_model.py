@@ -130,6 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from edgesam_edge.cache import DEMO_CHECKPOINT, DEMO_INPUT_SIZE
     from edgesam_edge.model.export import export_onnx
     from edgesam_edge.model.train import evaluate
+    from edgesam_edge.sysinfo import device_info
 
     ckpt = Path(args.checkpoint or DEMO_CHECKPOINT)
     size = args.input_size or DEMO_INPUT_SIZE
@@ -146,6 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "photos": photos,
         "int8": int8,
         "command": "python benchmarks/demo_model.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "device": device_info(),  # the CPU's flags: INT8 speed depends on VNNI
     }
     print(f"held-out synthetic scenes ({held_out['scenes']} scenes, {held_out['objects']} objects, S = {size}):")
     for k, v in result["targets"].items():

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
+from . import jsonsafe
 from .errors import BundleError, OutputExists
 from .names import DEFAULT_INPUT_SIZE, SCORE_TYPES, UPSAMPLE_MODES
 
@@ -190,8 +191,7 @@ def write_json_atomic(path: PathLike, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
+            f.write(jsonsafe.dumps(data, indent=2, sort_keys=False) + "\n")
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a manifest is meant to be read by all
         os.replace(tmp, path)
     except BaseException:

@@ -13,11 +13,11 @@ plus, when measured, ``"live": {...}`` and ``"interrupted": true``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .. import jsonsafe
 from ..errors import BackendUnavailable, EdgeSamError
 
 __all__ = [
@@ -215,7 +215,7 @@ def _write_text(path: str, text: str, what: str) -> None:
 
 def write_json(report: Mapping[str, Any], path: str) -> None:
     """Write the report as indented JSON (atomically)."""
-    _write_text(path, json.dumps(report, indent=2, default=str) + "\n", "--json")
+    _write_text(path, jsonsafe.dumps(report, indent=2, default=str) + "\n", "--json")
 
 
 def write_markdown(report: Mapping[str, Any], path: str) -> None:

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any, Dict
 
+from .. import jsonsafe
+
 HELP = "show versions, installed backends, device facts and a bundle's manifest"
 
 
@@ -71,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
 
                 print(format_fidelity(bundle))
             except ImportError:
-                print("  fidelity: " + json.dumps(bundle["fidelity"]))
+                print("  fidelity: " + jsonsafe.dumps(bundle["fidelity"]))
     return 0

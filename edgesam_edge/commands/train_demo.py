@@ -24,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="optimizer steps (default 3000: 45-55 min on 2 cores with native bf16)")
     p.add_argument("--lr", type=float, default=1e-3,
                    help="phase 1: peak learning rate (default 1e-3; lower it to fine-tune an --init checkpoint)")
+    p.add_argument("--prompts-per-object", type=int, default=1,
+                   help="phase 1: 1 (a box or a point per object, default) or 2 (a box and a point)")
+    p.add_argument("--loss-size", type=int, default=0,
+                   help="phase 1: compare masks at this side, a divisor of --input-size (default 0: the input size)")
     p.add_argument("--batch", type=int, default=8, help="images per step (default 8, up to 6 prompts each)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="forward-pass precision (default auto: bfloat16 where the CPU has it natively)")
@@ -55,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(input_size=args.input_size, steps=args.steps, lr=args.lr, batch_images=args.batch, seed=args.seed,
                       precision=args.precision, decoder_steps=args.decoder_steps,
                       decoder_images=args.decoder_images, decoder_prompts=args.decoder_prompts,
-                      tail_steps=args.tail_steps, tail_lr=args.tail_lr)
+                      tail_steps=args.tail_steps, tail_lr=args.tail_lr,
+                      prompts_per_object=args.prompts_per_object, loss_size=args.loss_size)
     out = train_demo(args.output, cfg, resume=args.resume, force=args.force, init=args.init)
     print(f"wrote {out}")
     if args.eval:

@@ -9,9 +9,11 @@ occlusion, blur and noise.
 
 Prompts are sampled as SAM's training does: a positive point inside the
 object, sometimes extra positive/negative points, or the object's box with
-jitter. Losses are SAM's: focal + dice on the mask with the lowest loss among
-the candidate outputs (masks 1..3 for an ambiguous single point, mask 0
-otherwise), and MSE between the IoU head and the true IoU. SAM weighs focal to
+jitter (``prompts_per_object=2``: every object gets both a box and a point
+prompt, so that one encoder pass serves twice the prompts). Losses are SAM's:
+focal + dice on the mask with the lowest loss among the candidate outputs
+(masks 1..3 for an ambiguous single point, mask 0 otherwise), and MSE between
+the IoU head and the true IoU. SAM weighs focal to
 dice 20:1; from random weights that ratio drives every mask to empty in the
 first hundred steps (train mIoU 0.07 vs 0.14 at 5:1 after 200 steps, measured at
 S = 128), so the demo trains with 5:1.
@@ -69,6 +71,10 @@ class TrainConfig:
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     checkpoint_every: int = 200
+    #: phase 1: prompts per object per step: 1 (a box or a point, as SAM samples) or 2 (a box and a point)
+    prompts_per_object: int = 1
+    #: phase 1: side at which masks are compared (0: the input size, as SAM does)
+    loss_size: int = 0
     #: "auto" (bfloat16 autocast where the CPU has native bf16), "bf16" or "fp32"
     precision: str = "auto"
     #: phase 2 (:mod:`.train_decoder`): decoder steps over the frozen encoder's cached embeddings
@@ -142,9 +148,16 @@ def sample_prompt(mask: np.ndarray, rng: np.random.Generator,
                   box_with_points: float = 0.0) -> Tuple[np.ndarray, np.ndarray, bool]:
     """Points ``(N, 2)`` + labels ``(N,)`` for one object, and whether the prompt is ambiguous.
 
-    Half the prompts are the mask's box with jitter (corners labelled 2, 3),
-    the rest one positive point inside the object plus, sometimes, more
-    positive points inside and negative points just outside.
+    Half the prompts are a :func:`box_prompt`, the rest a :func:`point_prompt`.
+    """
+    if rng.random() < 0.5:
+        return box_prompt(mask, rng, box_with_points)
+    return point_prompt(mask, rng)
+
+
+def box_prompt(mask: np.ndarray, rng: np.random.Generator,
+               box_with_points: float = 0.0) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """The mask's box with jitter (corners labelled 2, 3): points ``(2, 2)``, labels ``(2,)``, not ambiguous.
 
     ``box_with_points``: the share of box prompts that also carry one or two
     positive points inside the object, and sometimes a negative point inside
@@ -154,15 +167,22 @@ def sample_prompt(mask: np.ndarray, rng: np.random.Generator,
     """
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
-    if rng.random() < 0.5:
-        x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-        bw, bh = x1 - x0 + 1, y1 - y0 + 1
-        jitter = rng.normal(0, 0.08, 4) * np.array([bw, bh, bw, bh])
-        box = np.clip(np.array([x0, y0, x1, y1], float) + jitter, 0, [w - 1, h - 1, w - 1, h - 1])
-        box[2:] = np.maximum(box[2:], box[:2] + 1)
-        if box_with_points > 0 and rng.random() < box_with_points:
-            return _box_and_points(mask, box, rng)
-        return box.reshape(2, 2), np.array([2.0, 3.0]), False
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    bw, bh = x1 - x0 + 1, y1 - y0 + 1
+    jitter = rng.normal(0, 0.08, 4) * np.array([bw, bh, bw, bh])
+    box = np.clip(np.array([x0, y0, x1, y1], float) + jitter, 0, [w - 1, h - 1, w - 1, h - 1])
+    box[2:] = np.maximum(box[2:], box[:2] + 1)
+    if box_with_points > 0 and rng.random() < box_with_points:
+        return _box_and_points(mask, box, rng)
+    return box.reshape(2, 2), np.array([2.0, 3.0]), False
+
+
+def point_prompt(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """One positive point inside the object plus, sometimes, more positives inside and negatives just outside.
+
+    Points ``(N, 2)`` (N = 1..3), labels ``(N,)``; ambiguous when N = 1.
+    """
+    ys, xs = np.nonzero(mask)
     i = rng.integers(len(xs))
     pts = [[xs[i], ys[i]]]
     labels = [1.0]
@@ -274,7 +294,11 @@ def normalize_image(img: np.ndarray) -> np.ndarray:
 
 
 def make_batch(scene_fn: SceneFn, rng: np.random.Generator, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
-    """Images ``(I, 3, S, S)`` normalised, and per prompt: image index, points, labels, target, ambiguity."""
+    """Images ``(I, 3, S, S)`` normalised, and per prompt: image index, points, labels, target, ambiguity.
+
+    Up to ``cfg.objects_per_image`` objects per image; each gets one :func:`sample_prompt`
+    (``cfg.prompts_per_object`` 1) or both a box and a point prompt (2).
+    """
     images: List[np.ndarray] = []
     prompts: List[Prompt] = []
     for i in range(cfg.batch_images):
@@ -282,8 +306,11 @@ def make_batch(scene_fn: SceneFn, rng: np.random.Generator, cfg: TrainConfig) ->
         masks = [m for m in masks if m.sum() >= 16]
         images.append(normalize_image(img))
         for j in rng.permutation(len(masks))[: cfg.objects_per_image] if masks else []:
-            pts, lab, amb = sample_prompt(masks[j], rng)
-            prompts.append((pts, lab, amb, masks[j], i))
+            if cfg.prompts_per_object == 1:
+                samples = [sample_prompt(masks[j], rng)]
+            else:  # every object gets a box and a point prompt
+                samples = [box_prompt(masks[j], rng), point_prompt(masks[j], rng)]
+            prompts.extend((pts, lab, amb, masks[j], i) for pts, lab, amb in samples)
     return {"images": torch.from_numpy(np.stack(images)), **pack_prompts(prompts)}
 
 
@@ -292,7 +319,7 @@ def forward_losses(model: torch.nn.Module, batch: Dict[str, torch.Tensor], cfg: 
     dtype = autocast_dtype(cfg)
     with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         emb = model.image_encoder(batch["images"])[batch["img_idx"]]
-    return decoder_losses(model, emb, batch, cfg)
+    return decoder_losses(model, emb, batch, cfg, loss_size=cfg.loss_size)
 
 
 def decoder_losses(model: torch.nn.Module, emb: torch.Tensor, batch: Dict[str, torch.Tensor],
@@ -389,6 +416,10 @@ def checkpoint_metadata(cfg: TrainConfig, step: int, decoder_step: int = 0,
     """What a demo checkpoint's safetensors header records (strings, as safetensors requires)."""
     meta = {"model": "edge_sam", "input_size": str(cfg.input_size), "upsample": cfg.upsample,
             "steps": str(step), "seed": str(cfg.seed), "format": "pt"}
+    if cfg.prompts_per_object != 1:
+        meta["prompts_per_object"] = str(cfg.prompts_per_object)
+    if cfg.loss_size:
+        meta["loss_size"] = str(cfg.loss_size)
     if cfg.decoder_steps:
         meta["decoder_steps"] = str(decoder_step)
     if cfg.tail_steps:
@@ -405,6 +436,10 @@ def _check_config(cfg: TrainConfig, init: Optional[Path]) -> None:
         raise EdgeSamError(f"--steps {cfg.steps} must be at least 1 (0 only with --init)")
     if cfg.steps and not (cfg.lr > 0):
         raise EdgeSamError(f"--lr {cfg.lr} is not a positive number")
+    if cfg.prompts_per_object not in (1, 2):
+        raise EdgeSamError(f"--prompts-per-object {cfg.prompts_per_object} is not 1 or 2")
+    if cfg.loss_size < 0 or cfg.loss_size > cfg.input_size or (cfg.loss_size and cfg.input_size % cfg.loss_size):
+        raise EdgeSamError(f"--loss-size {cfg.loss_size} is not 0 or a divisor of --input-size {cfg.input_size}")
     if cfg.decoder_steps < 0:
         raise EdgeSamError(f"--decoder-steps {cfg.decoder_steps} is not 0 or more")
     if cfg.tail_steps < 0:

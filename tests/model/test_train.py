@@ -94,6 +94,29 @@ def test_same_seed_same_data():
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["coords"], b["coords"])
 
 
+def test_two_prompts_per_object_give_every_object_a_box_and_a_point():
+    cfg = T.TrainConfig(input_size=64, batch_images=3, prompts_per_object=2)
+    two = T.make_batch(T.random_scene, np.random.default_rng([0, 5]), cfg)
+    assert len(two["img_idx"]) >= 2
+    boxes, points = two["labels"][0::2], two["labels"][1::2]
+    assert (boxes[:, :2] == torch.tensor([2.0, 3.0])).all() and (boxes[:, 2:] == -1).all()
+    assert (points[:, 0] == 1).all()
+    assert torch.equal(two["targets"][0::2], two["targets"][1::2])  # each pair prompts one object
+    assert torch.equal(two["img_idx"][0::2], two["img_idx"][1::2])
+
+
+def test_low_resolution_phase_one_loss_is_recorded(tmp_path):
+    import json
+    import struct
+
+    cfg = T.TrainConfig(input_size=64, steps=1, batch_images=2, objects_per_image=2, prompts_per_object=2,
+                        loss_size=32)
+    out = T.train_demo(tmp_path / "demo.safetensors", cfg, progress=False)
+    with open(out, "rb") as f:
+        meta = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+    assert (meta["prompts_per_object"], meta["loss_size"]) == ("2", "32")
+
+
 @pytest.mark.parametrize("precision, native, expected", [
     ("fp32", True, None), ("bf16", False, "bf16"), ("auto", True, "bf16"), ("auto", False, None),
 ])
@@ -257,6 +280,9 @@ def test_both_phases_in_one_run(tmp_path):
     (["--decoder-images", "0"], "--decoder-images 0"),
     (["--init", "missing.pth", "--steps", "0"], "--init 'missing.pth' is not a checkpoint file"),
     (["--batch", "0"], "--batch 0 must be at least 1"),
+    (["--prompts-per-object", "3"], "--prompts-per-object 3 is not 1 or 2"),
+    (["--loss-size", "100"], "--loss-size 100 is not 0 or a divisor of --input-size 256"),
+    (["--loss-size", "512"], "--loss-size 512 is not 0 or a divisor"),
 ])
 def test_cli_refuses_nonsense_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, message):
     from edgesam_edge.cli import main
@@ -293,7 +319,18 @@ def test_cli_passes_learning_rates_and_steps_to_the_config(tmp_path, monkeypatch
     monkeypatch.setattr(T, "train_demo", fake_train)
     init = tmp_path / "shipped.pth"
     assert main(["train-demo", "-o", str(tmp_path / "ft.pth"), "--init", str(init), "--steps", "1000",
-                 "--lr", "2e-4", "--seed", "1", "--decoder-steps", "300", "--tail-lr", "5e-5"]) == 0
+                 "--lr", "2e-4", "--seed", "1", "--decoder-steps", "300", "--tail-lr", "5e-5",
+                 "--prompts-per-object", "2", "--loss-size", "128"]) == 0
     cfg = seen["cfg"]
     assert (cfg.steps, cfg.lr, cfg.seed, cfg.decoder_steps, cfg.tail_lr) == (1000, 2e-4, 1, 300, 5e-5)
+    assert (cfg.prompts_per_object, cfg.loss_size) == (2, 128)
     assert seen["init"] == str(init)
+
+
+def test_the_packaged_demo_checkpoint_segments_held_out_scenes():
+    """The shipped weights are trained: random ones give IoUs near 0.1 on these scenes."""
+    from edgesam_edge.cache import DEMO_CHECKPOINT
+
+    res = T.evaluate(DEMO_CHECKPOINT, seeds=range(10_000, 10_006))
+    assert res["objects"] >= 10
+    assert res["point_miou"] > 0.7 and res["box_miou"] > 0.75, res
