@@ -11,6 +11,15 @@ from edgesam_edge.errors import EdgeSamError, OutputExists  # noqa: E402
 from edgesam_edge.model import train as T  # noqa: E402
 
 
+def _header_metadata(path):
+    """The ``__metadata__`` of a safetensors file, read from its bytes (8-byte length, JSON header)."""
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        return json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+
+
 def test_sample_prompt_points_inside_and_boxes_cover():
     mask = np.zeros((64, 64), bool)
     mask[10:30, 20:50] = True
@@ -71,16 +80,11 @@ def test_short_run_resume_and_load(tmp_path):
 
 def test_safetensors_checkpoint_records_how_it_was_trained(tmp_path):
     """`-o demo.safetensors` writes the packaged demo checkpoint's format: float16, metadata in the header."""
-    import json
-    import struct
-
     from edgesam_edge.model.checkpoint import read_state_dict
 
     cfg = T.TrainConfig(input_size=64, steps=1, batch_images=2, objects_per_image=2, seed=3)
     out = T.train_demo(tmp_path / "demo.safetensors", cfg, progress=False)
-    with open(out, "rb") as f:
-        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-    assert header["__metadata__"] == {"model": "edge_sam", "input_size": "64", "upsample": "bilinear",
+    assert _header_metadata(out) == {"model": "edge_sam", "input_size": "64", "upsample": "bilinear",
                                       "steps": "1", "seed": "3", "format": "pt"}
     sd = read_state_dict(out)
     assert len(sd) == 821 and sd["mask_decoder.iou_token.weight"].dtype == torch.float16
@@ -106,14 +110,10 @@ def test_two_prompts_per_object_give_every_object_a_box_and_a_point():
 
 
 def test_low_resolution_phase_one_loss_is_recorded(tmp_path):
-    import json
-    import struct
-
     cfg = T.TrainConfig(input_size=64, steps=1, batch_images=2, objects_per_image=2, prompts_per_object=2,
                         loss_size=32)
     out = T.train_demo(tmp_path / "demo.safetensors", cfg, progress=False)
-    with open(out, "rb") as f:
-        meta = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+    meta = _header_metadata(out)
     assert (meta["prompts_per_object"], meta["loss_size"]) == ("2", "32")
 
 
@@ -202,9 +202,6 @@ def _tiny_phase1(tmp_path):
 
 
 def test_phase_two_trains_the_decoder_only_and_resumes(tmp_path):
-    import json
-    import struct
-
     from edgesam_edge.model.checkpoint import read_state_dict
 
     base, phase1 = _tiny_phase1(tmp_path)
@@ -219,8 +216,7 @@ def test_phase_two_trains_the_decoder_only_and_resumes(tmp_path):
     assert state["step"] == 0 and state["decoder_step"] == 1
     T.train_demo(out, T.TrainConfig(steps=0, decoder_steps=2, **base), init=phase1, resume=True, progress=False)
     assert torch.load(str(T.state_path(out)), weights_only=True)["decoder_step"] == 2
-    with open(out, "rb") as f:
-        meta = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+    meta = _header_metadata(out)
     assert meta["decoder_steps"] == "2" and meta["init"] == "p1.pth" and meta["steps"] == "0"
 
 
