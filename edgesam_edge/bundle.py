@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 from . import jsonsafe
+from .atomic import write_text_atomic
 from .errors import BundleError, OutputExists
 from .names import DEFAULT_INPUT_SIZE, SCORE_TYPES, UPSAMPLE_MODES
 
@@ -187,17 +188,7 @@ class Bundle:
 
 def write_json_atomic(path: PathLike, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(jsonsafe.dumps(data, indent=2, sort_keys=False) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a manifest is meant to be read by all
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, jsonsafe.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def _validate_manifest(root: Path, m: Any) -> Dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import jsonsafe
+from ..atomic import atomic_path, write_text_atomic
 from ..errors import BackendUnavailable, EdgeSamError
 
 __all__ = [
@@ -202,14 +203,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
 
 
 def _write_text(path: str, text: str, what: str) -> None:
-    p = Path(path).expanduser()
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, p)
+        write_text_atomic(Path(path).expanduser(), text)
     except OSError as exc:
-        if tmp.exists():
-            tmp.unlink()
         raise EdgeSamError(f"{what} {path!r} cannot be written ({exc.strerror or exc})") from None
 
 
@@ -289,11 +285,9 @@ def write_plot(report: Mapping[str, Any], path: str) -> None:
     fig.suptitle(f"edgesam bench: {cpu.get('model')} ({cpu.get('physical_cores')} cores), "
                  f"{(report.get('settings') or {}).get('date', '')}")
     fig.tight_layout()
-    p = Path(path).expanduser()
-    tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}.png")
     try:
-        fig.savefig(str(tmp), dpi=100)
-        os.replace(tmp, p)
+        with atomic_path(Path(path).expanduser()) as tmp:
+            fig.savefig(str(tmp), dpi=100, format="png")
     except OSError as exc:
         raise EdgeSamError(f"--plot {path!r} cannot be written ({exc.strerror or exc})") from None
     finally:

@@ -14,11 +14,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
+
+from ..atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +76,8 @@ class CalibrationCache:
             return
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".npz", dir=str(p.parent))
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **arrays)
-                os.replace(tmp, p)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            with atomic_path(p) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **arrays)
         except OSError as exc:
             logger.warning("cannot write calibration cache %s (%s); continuing without it", p, exc)
 

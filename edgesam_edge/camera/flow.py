@@ -7,7 +7,7 @@ backward, to reject bad tracks), then per object a robust similarity fit
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np

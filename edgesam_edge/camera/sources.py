@@ -28,7 +28,6 @@ from __future__ import annotations
 import glob
 import logging
 import math
-import os
 import sys
 import threading
 import time

@@ -1,8 +1,10 @@
-"""`edgesam train-demo`: train the small demo checkpoint on synthetic scenes (CPU, under an hour).
+"""`edgesam train-demo`: train the small demo checkpoint on synthetic scenes (CPU, an hour by default).
 
 Phase 1 trains the whole network (``--steps``); phase 2 tunes the decoder over the
 frozen encoder (``--decoder-steps``, see :mod:`edgesam_edge.model.train_decoder`);
 phase 3 (``--tail-steps``) tunes the decoder with the encoder's last stage and neck.
+Without ``--steps`` the run fits ``--minutes`` (60): phase 1 times its first steps,
+then takes as many as fit beside the later phases, at most 3000.
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ HELP = "train the small demo checkpoint on synthetic scenes (official key layout
 DEFAULT_DECODER_STEPS = 800
 #: phase-3 steps of the packaged demo checkpoint
 DEFAULT_TAIL_STEPS = 0
+#: phase-1 steps of the packaged demo checkpoint: the most a --minutes budget gives phase 1
+DEFAULT_STEPS = 3000
+#: the wall-clock budget of a run without --steps
+DEFAULT_MINUTES = 60.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint to write (.pth)")
     p.add_argument("--input-size", type=int, default=256, help="training input side, multiple of 64 (default 256)")
-    p.add_argument("--steps", type=int, default=3000,
-                   help="optimizer steps (default 3000: 45-55 min on 2 cores with native bf16)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"phase 1: optimizer steps (default: as many as fit --minutes, at most {DEFAULT_STEPS}; "
+                        f"{DEFAULT_STEPS} take 45 min on 2 cores with native bf16, 2.5 h in float32 on AVX2)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help=f"wall-clock budget of the whole run (default {DEFAULT_MINUTES:g} without --steps, none "
+                        "with it): phase 1 times its first 20 steps, then takes as many as fit beside the later "
+                        "phases' estimate, at most --steps; 0 turns it off")
     p.add_argument("--lr", type=float, default=1e-3,
                    help="phase 1: peak learning rate (default 1e-3; lower it to fine-tune an --init checkpoint)")
     p.add_argument("--prompts-per-object", type=int, default=1,
@@ -56,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise EdgeSamError(f"--batch {args.batch} must be at least 1")
-    cfg = TrainConfig(input_size=args.input_size, steps=args.steps, lr=args.lr, batch_images=args.batch, seed=args.seed,
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    minutes = args.minutes if args.minutes is not None else (DEFAULT_MINUTES if args.steps is None else 0.0)
+    cfg = TrainConfig(input_size=args.input_size, steps=steps, minutes=minutes, lr=args.lr, batch_images=args.batch, seed=args.seed,
                       precision=args.precision, decoder_steps=args.decoder_steps,
                       decoder_images=args.decoder_images, decoder_prompts=args.decoder_prompts,
                       tail_steps=args.tail_steps, tail_lr=args.tail_lr,

@@ -231,7 +231,7 @@ def module_version(module: str) -> Optional[str]:
     if importlib.util.find_spec(module.split(".")[0]) is None:
         return None
     try:
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import version
 
         dist = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert",
                 "tflite_runtime": "tflite-runtime", "tensorrt": "tensorrt",

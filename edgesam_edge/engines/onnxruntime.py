@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import BundleError, EdgeSamError
 from ..names import DECODER_EMBEDDINGS, DECODER_OUTPUTS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, \
-    ENCODER_INPUT, ENCODER_OUTPUT
+    ENCODER_INPUT
 from ..sysinfo import physical_cores
 from .base import Backend, BackendInfo, Decoder, Encoder, module_version, register_backend, require_module
 

@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_path
 from ..errors import EdgeSamError, OutputExists
 from ..names import PIXEL_MEAN, PIXEL_STD
 from .build import build_edge_sam
@@ -59,6 +59,7 @@ class TrainConfig:
     """What ``train-demo`` runs (recorded in the training state and the model card)."""
 
     input_size: int = 256
+    #: phase 1 steps (with ``minutes``: the most it may take)
     steps: int = 3000
     batch_images: int = 8
     objects_per_image: int = 6
@@ -92,6 +93,21 @@ class TrainConfig:
     tail_steps: int = 0
     #: the encoder tail's peak learning rate in phase 3 (the decoder's is decoder_lr)
     tail_lr: float = 1e-4
+    #: wall-clock budget of the whole run in minutes (0: off). Phase 1 times its first
+    #: steps, then takes as many (up to ``steps``) as fit beside the later phases' estimate
+    minutes: float = 0.0
+
+
+#: phase-1 steps timed before a ``minutes`` budget fixes the step count. They fall in
+#: the warm-up, whose learning rates do not depend on the total; the first two are not timed
+BUDGET_PROBE_STEPS = 20
+#: the later phases' cost in units of one phase-1 image (a phase-1 step / ``batch_images``),
+#: measured on a 2-core AVX2 EPYC in float32: 2.5 s per 8-image phase-1 step, 0.10 s to cache
+#: one scene's embedding, 1.5 s per 64-prompt decoder step
+SCENE_EMBED_COST = 0.32
+DECODER_PROMPT_COST = 4.8 / 64
+#: a phase-3 step also runs the encoder's tail forward and backward: assumed twice a decoder step
+TAIL_STEP_FACTOR = 2.0
 
 
 def native_bf16() -> bool:
@@ -373,6 +389,30 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
 
 
+def later_phases_seconds(cfg: TrainConfig, seconds_per_step: float) -> float:
+    """Estimated seconds of phases 2 and 3, from the measured seconds per phase-1 step."""
+    per_image = seconds_per_step / cfg.batch_images
+    step = cfg.decoder_prompts * DECODER_PROMPT_COST * per_image
+    seconds = 0.0
+    if cfg.decoder_steps:
+        seconds += cfg.decoder_images * SCENE_EMBED_COST * per_image + cfg.decoder_steps * step
+    if cfg.tail_steps:
+        seconds += cfg.decoder_images * SCENE_EMBED_COST * per_image + cfg.tail_steps * TAIL_STEP_FACTOR * step
+    return seconds
+
+
+def budget_steps(cfg: TrainConfig, seconds_per_step: float, elapsed: float, done: int) -> int:
+    """Phase-1 steps that fit ``cfg.minutes``: at least ``done``, at most ``cfg.steps``.
+
+    ``elapsed`` seconds have passed since the run started and ``done`` steps are finished;
+    the rest of the budget, less :func:`later_phases_seconds`, goes to phase-1 steps of
+    ``seconds_per_step``.
+    """
+    left = cfg.minutes * 60.0 - elapsed - later_phases_seconds(cfg, seconds_per_step)
+    fit = done + int(left // seconds_per_step) if left > 0 else done
+    return max(done, min(cfg.steps, fit))
+
+
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
     """Back-propagate ``loss`` and step ``opt`` at ``lr``, its gradients clipped at norm 1.0.
 
@@ -400,15 +440,13 @@ def save_checkpoint(model: torch.nn.Module, path: Path, half: bool = True,
     packaged demo checkpoint); anything else with ``torch.save``.
     """
     sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # safetensors creates it 0600; a checkpoint is meant to be read by all
-    else:
-        torch.save(sd, str(tmp))
-    os.replace(tmp, path)
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
+        else:
+            torch.save(sd, str(tmp))
 
 
 def checkpoint_metadata(cfg: TrainConfig, step: int, decoder_step: int = 0,
@@ -424,6 +462,8 @@ def checkpoint_metadata(cfg: TrainConfig, step: int, decoder_step: int = 0,
         meta["decoder_steps"] = str(decoder_step)
     if cfg.tail_steps:
         meta["tail_steps"] = str(tail_step)
+    if cfg.minutes:
+        meta["minutes"] = f"{cfg.minutes:g}"
     if init:
         meta["init"] = init
     return meta
@@ -451,6 +491,8 @@ def _check_config(cfg: TrainConfig, init: Optional[Path]) -> None:
     if (cfg.decoder_steps or cfg.tail_steps) and (cfg.decoder_images < 1 or cfg.decoder_prompts < 1):
         raise EdgeSamError(f"--decoder-images {cfg.decoder_images} and --decoder-prompts {cfg.decoder_prompts} "
                            "must be at least 1")
+    if not (cfg.minutes >= 0) or math.isinf(cfg.minutes):
+        raise EdgeSamError(f"--minutes {cfg.minutes} is not a number of minutes (0 or more)")
     if init is not None and not init.is_file():
         raise EdgeSamError(f"--init {str(init)!r} is not a checkpoint file")
 
@@ -466,13 +508,16 @@ def train_demo(
 ) -> Path:
     """Train and write the demo checkpoint at ``out``; returns its path.
 
-    Phase 1 trains the whole network for ``cfg.steps`` steps; phase 2 then tunes
-    the decoder over the frozen encoder for ``cfg.decoder_steps`` steps (see
+    Phase 1 trains the whole network for ``cfg.steps`` steps (with ``cfg.minutes``:
+    as many of them as fit the budget, see :func:`budget_steps`; the count chosen is
+    logged and recorded as the checkpoint's ``steps``); phase 2 then tunes the
+    decoder over the frozen encoder for ``cfg.decoder_steps`` steps (see
     :mod:`.train_decoder`). ``init`` starts from the weights of an existing
     checkpoint instead of random ones (e.g. phase 2 alone on a finished phase 1:
     ``steps=0``). Refuses an existing ``out`` unless ``resume`` (continue from its
     training state) or ``force`` (start over).
     """
+    started = time.time()
     out = Path(out).expanduser()
     init_path = Path(init).expanduser() if init is not None else None
     _check_config(cfg, init_path)
@@ -494,12 +539,16 @@ def train_demo(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     done = {"step": 0, "decoder_step": 0, "tail_step": 0}  # steps finished in each phase
     opt_state = None
+    planned: Dict[str, int] = {}  # the phase-1 step count a --minutes budget chose
     sp = state_path(out)
     if resume and sp.is_file():
         state = torch.load(str(sp), map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         for key in done:
             done[key] = int(state.get(key, 0))
+        if cfg.minutes and "budget_steps" in state:  # the step count the budget chose when the run began
+            planned["steps"] = int(state["budget_steps"])
+            cfg = replace(cfg, steps=planned["steps"])
         if done["decoder_step"] or done["tail_step"]:
             opt_state = state["optimizer"]
         else:
@@ -513,31 +562,46 @@ def train_demo(
         model.eval()
         save_checkpoint(model, out, metadata=checkpoint_metadata(cfg, done["step"], done["decoder_step"], init_name,
                                                                  done["tail_step"]))
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **done,
-                    "config": asdict(cfg)}, str(sp))
+        with atomic_path(sp) as tmp:  # a Ctrl-C part-way keeps the last state --resume can read
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **done,
+                        "config": asdict(cfg), **({"budget_steps": planned["steps"]} if planned else {})},
+                       str(tmp))
         model.train()
         if done["tail_step"]:  # phase 3 keeps the encoder's BatchNorm statistics
             model.image_encoder.eval()
 
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     t0 = time.time()
 
     def run_phase(key: str, total: int, desc: str, optimizer: torch.optim.Optimizer,
-                  step_fn: Callable[[int], Dict[str, float]]) -> None:
-        """Steps ``done[key]`` .. ``total - 1`` of one phase, with a progress bar and checkpoints."""
-        bar = tqdm(total=total, initial=done[key], disable=not progress, desc=desc, unit="step")
-        ema: Dict[str, float] = {}
-        while done[key] < total:
-            _smooth(ema, step_fn(done[key]))
-            done[key] += 1
-            bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
-            bar.update(1)
-            if done[key] % cfg.checkpoint_every == 0 or done[key] == total:
-                save(optimizer)
-                logger.info("%s %d: loss %.4f, train mIoU %.3f (%.0f s)", key.replace("_", " "), done[key],
-                            ema["loss"], ema["miou"], time.time() - t0)
-        bar.close()
+                  step_fn: Callable[[int], Dict[str, float]], plan: Optional[Callable[[float], int]] = None) -> None:
+        """Steps ``done[key]`` .. ``total - 1`` of one phase, with a progress bar and checkpoints.
+
+        ``plan`` (seconds per step -> new total) is called once, after the probe steps.
+        """
+        # log lines (the budget's plan, checkpoints) print above the bar, not glued to it
+        with logging_redirect_tqdm(loggers=[logging.getLogger(__name__.split(".")[0])]):
+            bar = tqdm(total=total, initial=done[key], disable=not progress, desc=desc, unit="step")
+            ema: Dict[str, float] = {}
+            probe_from = (done[key] + 2, 0.0)  # (step, time): the first two steps of a process run slower
+            while done[key] < total:
+                if done[key] == probe_from[0]:
+                    probe_from = (done[key], time.time())
+                _smooth(ema, step_fn(done[key]))
+                done[key] += 1
+                if plan is not None and probe_from[1] and done[key] - probe_from[0] == BUDGET_PROBE_STEPS:
+                    total = plan((time.time() - probe_from[1]) / BUDGET_PROBE_STEPS)
+                    plan, bar.total = None, total
+                    bar.refresh()
+                bar.set_postfix(loss=f"{ema['loss']:.3f}", miou=f"{ema['miou']:.3f}")
+                bar.update(1)
+                if done[key] % cfg.checkpoint_every == 0 or done[key] == total:
+                    save(optimizer)
+                    logger.info("%s %d: loss %.4f, train mIoU %.3f (%.0f s)", key.replace("_", " "), done[key],
+                                ema["loss"], ema["miou"], time.time() - t0)
+            bar.close()
 
     def phase1_step(i: int) -> Dict[str, float]:
         rng = np.random.default_rng([cfg.seed, i])  # each step's data depends only on (seed, step)
@@ -545,8 +609,23 @@ def train_demo(
         optimizer_step(opt, losses["loss"], lr_at(i, cfg))
         return {k: float(v.detach()) for k, v in losses.items()}
 
+    def plan_phase1(seconds_per_step: float) -> int:
+        nonlocal cfg
+        steps = budget_steps(cfg, seconds_per_step, time.time() - started, done["step"])
+        later = later_phases_seconds(cfg, seconds_per_step)
+        logger.info("--minutes %g: %d phase-1 steps of %.2f s, then about %.0f min of later phases "
+                    "(pass --steps %d to repeat this run without the budget)", cfg.minutes, steps,
+                    seconds_per_step, later / 60, steps)
+        if steps < 500:
+            logger.warning("only %d phase-1 steps fit in %g minutes: the model will segment poorly "
+                           "(raise --minutes, or give --steps)", steps, cfg.minutes)
+        cfg = replace(cfg, steps=steps)
+        planned["steps"] = steps
+        return steps
+
     if done["step"] < cfg.steps:
-        run_phase("step", cfg.steps, "train-demo", opt, phase1_step)
+        budget = plan_phase1 if cfg.minutes and not planned else None
+        run_phase("step", cfg.steps, "train-demo", opt, phase1_step, plan=budget)
     if done["decoder_step"] < cfg.decoder_steps:
         from .train_decoder import EmbeddingCache, decoder_step, make_optimizer
 
@@ -566,6 +645,11 @@ def train_demo(
         model.train()
     if not out.exists():  # resumed a finished run, or nothing was left to do
         save(opt)
+    spent = (time.time() - started) / 60
+    if cfg.minutes:
+        logger.info("train-demo took %.1f min (budget %g min)", spent, cfg.minutes)
+    else:
+        logger.info("train-demo took %.1f min", spent)
     return out
 
 

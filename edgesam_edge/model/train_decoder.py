@@ -129,9 +129,9 @@ class EmbeddingCache:
         return pack_prompts(picked)
 
 
-def decoder_lr_at(step: int, cfg: TrainConfig) -> float:
-    """Phase 2: :func:`~.train.cosine_lr` from ``decoder_lr``, warming up over 5% of its steps."""
-    return cosine_lr(step, cfg.decoder_lr, max(1, cfg.decoder_steps // 20), cfg.decoder_steps)
+def decoder_lr_at(step: int, cfg: TrainConfig, total: int) -> float:
+    """Phases 2 and 3: :func:`~.train.cosine_lr` from ``decoder_lr`` over ``total`` steps, 5% of them warm-up."""
+    return cosine_lr(step, cfg.decoder_lr, max(1, total // 20), total)
 
 
 def decoder_parameters(model: torch.nn.Module) -> List[torch.nn.Parameter]:
@@ -153,12 +153,7 @@ def decoder_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: Embe
                  cfg: TrainConfig) -> Dict[str, float]:
     """One phase-2 optimizer step; returns its losses and train mIoU."""
     return _cached_step(model, opt, cache, cfg, PHASE2_STREAM, step, lambda idx: cache.embeddings[idx],
-                        decoder_lr_at(step, cfg))
-
-
-def tail_lr_at(step: int, cfg: TrainConfig) -> float:
-    """Phase 3: the decoder's :func:`~.train.cosine_lr` from ``decoder_lr``, warming up over 5% of its steps."""
-    return cosine_lr(step, cfg.decoder_lr, max(1, cfg.tail_steps // 20), cfg.tail_steps)
+                        decoder_lr_at(step, cfg, cfg.decoder_steps))
 
 
 def tail_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: EmbeddingCache, step: int,
@@ -172,7 +167,7 @@ def tail_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cache: Embeddi
         scenes, back = torch.unique(idx, return_inverse=True)  # each scene through the tail once
         return embed_stage2(model.image_encoder, cache.embeddings[scenes])[back]
 
-    return _cached_step(model, opt, cache, cfg, PHASE3_STREAM, step, embed, tail_lr_at(step, cfg))
+    return _cached_step(model, opt, cache, cfg, PHASE3_STREAM, step, embed, decoder_lr_at(step, cfg, cfg.tail_steps))
 
 
 def make_tail_optimizer(model: torch.nn.Module, cfg: TrainConfig,

@@ -59,6 +59,35 @@ def test_lr_schedule():
     assert T.lr_at(100, cfg) == pytest.approx(5e-5)
 
 
+def test_budget_gives_phase_one_the_minutes_the_later_phases_leave():
+    cfg = T.TrainConfig(steps=3000, minutes=60, batch_images=8, decoder_steps=800, decoder_images=1000,
+                        decoder_prompts=64)
+    # 2.5 s per 8-image step: 1000 scenes cached at 0.32 images each (100 s), 800 decoder steps of 64 prompts
+    # at 4.8 images each (1200 s)
+    assert T.later_phases_seconds(cfg, 2.5) == pytest.approx(1300.0)
+    assert T.budget_steps(cfg, 2.5, elapsed=60.0, done=22) == 22 + int((3600 - 60 - 1300) // 2.5)  # 918
+    assert T.budget_steps(cfg, 0.5, elapsed=60.0, done=22) == 3000  # at most cfg.steps
+    assert T.budget_steps(cfg, 2.5, elapsed=4000.0, done=22) == 22  # over budget: stop where it is
+    tail = T.TrainConfig(minutes=60, decoder_steps=0, tail_steps=100)
+    assert T.later_phases_seconds(tail, 2.5) == pytest.approx(100 + 100 * 2 * 1.5)
+    assert T.later_phases_seconds(T.TrainConfig(decoder_steps=0), 2.5) == 0.0
+
+
+def test_a_minutes_budget_fixes_the_step_count_and_resume_keeps_it(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(T, "BUDGET_PROBE_STEPS", 2)
+    cfg = T.TrainConfig(input_size=64, steps=50, minutes=1e-6, batch_images=2, objects_per_image=2,
+                        checkpoint_every=1)
+    with caplog.at_level("INFO", logger="edgesam_edge"):
+        out = T.train_demo(tmp_path / "demo.safetensors", cfg, progress=False)
+    # two untimed steps, two timed ones, then the (spent) budget stops phase 1
+    assert _header_metadata(out)["steps"] == "4" and _header_metadata(out)["minutes"] == "1e-06"
+    assert "--steps 4 to repeat this run" in caplog.text and "only 4 phase-1 steps fit" in caplog.text
+    state = torch.load(str(T.state_path(out)), weights_only=True)
+    assert state["budget_steps"] == 4 and state["step"] == 4 and state["config"]["steps"] == 4
+    T.train_demo(out, cfg, resume=True, progress=False)  # the chosen 4, not the cap of 50
+    assert torch.load(str(T.state_path(out)), weights_only=True)["step"] == 4
+
+
 def test_short_run_resume_and_load(tmp_path):
     from edgesam_edge.model import sam_model_registry
 
@@ -88,7 +117,8 @@ def test_safetensors_checkpoint_records_how_it_was_trained(tmp_path):
                                       "steps": "1", "seed": "3", "format": "pt"}
     sd = read_state_dict(out)
     assert len(sd) == 821 and sd["mask_decoder.iou_token.weight"].dtype == torch.float16
-    assert not list(tmp_path.glob("*.tmp")) and (out.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, T.state_path(out).name]  # no temporary left
+    assert (out.stat().st_mode & 0o777) == 0o644
 
 
 def test_same_seed_same_data():
@@ -279,6 +309,8 @@ def test_both_phases_in_one_run(tmp_path):
     (["--prompts-per-object", "3"], "--prompts-per-object 3 is not 1 or 2"),
     (["--loss-size", "100"], "--loss-size 100 is not 0 or a divisor of --input-size 256"),
     (["--loss-size", "512"], "--loss-size 512 is not 0 or a divisor"),
+    (["--minutes", "-1"], "--minutes -1.0 is not a number of minutes"),
+    (["--minutes", "nan"], "--minutes nan is not a number of minutes"),
 ])
 def test_cli_refuses_nonsense_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, message):
     from edgesam_edge.cli import main
@@ -321,6 +353,22 @@ def test_cli_passes_learning_rates_and_steps_to_the_config(tmp_path, monkeypatch
     assert (cfg.steps, cfg.lr, cfg.seed, cfg.decoder_steps, cfg.tail_lr) == (1000, 2e-4, 1, 300, 5e-5)
     assert (cfg.prompts_per_object, cfg.loss_size) == (2, 128)
     assert seen["init"] == str(init)
+    assert cfg.minutes == 0  # --steps given: no budget
+
+
+@pytest.mark.parametrize("argv, steps, minutes", [
+    ([], 3000, 60.0),  # the default run fits an hour
+    (["--steps", "500"], 500, 0.0),
+    (["--steps", "500", "--minutes", "30"], 500, 30.0),
+    (["--minutes", "0"], 3000, 0.0),
+])
+def test_cli_budget_applies_without_steps(tmp_path, monkeypatch, argv, steps, minutes):
+    from edgesam_edge.cli import main
+
+    seen = {}
+    monkeypatch.setattr(T, "train_demo", lambda out, cfg, **kw: seen.setdefault("cfg", cfg) and out)
+    assert main(["train-demo", "-o", str(tmp_path / "demo.pth"), *argv]) == 0
+    assert (seen["cfg"].steps, seen["cfg"].minutes) == (steps, minutes)
 
 
 def test_the_packaged_demo_checkpoint_segments_held_out_scenes():
