@@ -539,7 +539,7 @@ def train_demo(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     done = {"step": 0, "decoder_step": 0, "tail_step": 0}  # steps finished in each phase
     opt_state = None
-    planned: Dict[str, int] = {}  # the phase-1 step count a --minutes budget chose
+    budget_fixed = False  # whether a --minutes budget has set cfg.steps
     sp = state_path(out)
     if resume and sp.is_file():
         state = torch.load(str(sp), map_location="cpu", weights_only=True)
@@ -547,8 +547,7 @@ def train_demo(
         for key in done:
             done[key] = int(state.get(key, 0))
         if cfg.minutes and "budget_steps" in state:  # the step count the budget chose when the run began
-            planned["steps"] = int(state["budget_steps"])
-            cfg = replace(cfg, steps=planned["steps"])
+            cfg, budget_fixed = replace(cfg, steps=int(state["budget_steps"])), True
         if done["decoder_step"] or done["tail_step"]:
             opt_state = state["optimizer"]
         else:
@@ -564,7 +563,7 @@ def train_demo(
                                                                  done["tail_step"]))
         with atomic_path(sp) as tmp:  # a Ctrl-C part-way keeps the last state --resume can read
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **done,
-                        "config": asdict(cfg), **({"budget_steps": planned["steps"]} if planned else {})},
+                        "config": asdict(cfg), **({"budget_steps": cfg.steps} if budget_fixed else {})},
                        str(tmp))
         model.train()
         if done["tail_step"]:  # phase 3 keeps the encoder's BatchNorm statistics
@@ -610,7 +609,7 @@ def train_demo(
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def plan_phase1(seconds_per_step: float) -> int:
-        nonlocal cfg
+        nonlocal cfg, budget_fixed
         steps = budget_steps(cfg, seconds_per_step, time.time() - started, done["step"])
         later = later_phases_seconds(cfg, seconds_per_step)
         logger.info("--minutes %g: %d phase-1 steps of %.2f s, then about %.0f min of later phases "
@@ -619,12 +618,11 @@ def train_demo(
         if steps < 500:
             logger.warning("only %d phase-1 steps fit in %g minutes: the model will segment poorly "
                            "(raise --minutes, or give --steps)", steps, cfg.minutes)
-        cfg = replace(cfg, steps=steps)
-        planned["steps"] = steps
+        cfg, budget_fixed = replace(cfg, steps=steps), True
         return steps
 
     if done["step"] < cfg.steps:
-        budget = plan_phase1 if cfg.minutes and not planned else None
+        budget = plan_phase1 if cfg.minutes and not budget_fixed else None
         run_phase("step", cfg.steps, "train-demo", opt, phase1_step, plan=budget)
     if done["decoder_step"] < cfg.decoder_steps:
         from .train_decoder import EmbeddingCache, decoder_step, make_optimizer
