@@ -127,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
 
     from edgesam_edge import Predictor
-    from edgesam_edge.cache import DEMO_CHECKPOINT, DEMO_INPUT_SIZE
+    from edgesam_edge.defaults import DEMO_CHECKPOINT, DEMO_INPUT_SIZE
     from edgesam_edge.model.export import export_onnx
     from edgesam_edge.model.train import evaluate
     from edgesam_edge.sysinfo import device_info

@@ -29,8 +29,9 @@ TARGETS = {0.3: 0.80, 0.1: 0.85}
 def run_once(delay: float, frames: int, source: str, load: Any = None) -> Dict[str, Any]:
     from edgesam_edge.camera.loop import LiveLoop
     from edgesam_edge.camera.oracle import GroundTruthOracle
-    from edgesam_edge.camera.sources import make_reader, open_source
+    from edgesam_edge.camera.source import open_source
     from edgesam_edge.camera.tracker import Tracker
+    from edgesam_edge.camera.uri import make_reader
 
     oracle = GroundTruthOracle(delay=0.0 if load is not None else delay)
     if load is not None:

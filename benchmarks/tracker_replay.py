@@ -104,7 +104,7 @@ def main() -> int:
 
         bundle = args.bundle
         if bundle is None:
-            from edgesam_edge.commands.demo import default_bundle
+            from edgesam_edge.builders.default_bundle import default_bundle
 
             bundle = default_bundle()
         predictor = Predictor.load(bundle, backend=args.backend or "auto")

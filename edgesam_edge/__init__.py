@@ -7,6 +7,8 @@ never imports torch or a backend::
     predictor = Predictor.load("bundle/")
     predictor.set_image(image)                      # HxWx3 uint8 RGB
     masks, scores, logits = predictor.predict(point_coords=[[x, y]], point_labels=[1])
+
+``demo_bundle()`` is the path of the demo model shipped in the package, ready to run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ _LAZY = {
     "InvalidPrompt": "edgesam_edge.errors",
     "BundleError": "edgesam_edge.errors",
     "CheckpointError": "edgesam_edge.errors",
+    "demo_bundle": "edgesam_edge.defaults",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bundle import Bundle, load_bundle
+    from .defaults import demo_bundle
     from .errors import (BackendUnavailable, BundleError, CheckpointError, EdgeSamError, InvalidImage,
                          InvalidPrompt)
     from .predictor import ImageEmbedding, Predictor

@@ -36,12 +36,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 from . import jsonsafe
 from .atomic import write_text_atomic
 from .errors import BundleError, OutputExists
 from .names import DEFAULT_INPUT_SIZE, SCORE_TYPES, UPSAMPLE_MODES
+from .onnx_graph import input_size_of_encoder  # reads the graph, needs only `onnx` or ORT
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,6 @@ class Bundle:
         root: the folder.
         manifest: the parsed ``manifest.json`` (synthesised for official ONNX folders).
     """
-
     root: Path
     manifest: Dict[str, Any] = field(default_factory=dict)
 
@@ -229,7 +229,6 @@ def _find_official(root: Path) -> Optional[Dict[str, Any]]:
                 f"found {[p.name for p in encs + decs]}"
             )
         return None
-    from .onnx_graph import input_size_of_encoder  # reads the graph, needs only `onnx` or ORT
 
     size = input_size_of_encoder(encs[0])
     return {
@@ -301,7 +300,6 @@ class staging_dir:
         with staging_dir(out, force=True) as tmp:
             ...write files into tmp...
     """
-
     def __init__(self, dest: PathLike, force: bool = False) -> None:
         self.dest = check_output_dir(dest, force)
         self.tmp: Optional[Path] = None
@@ -331,9 +329,3 @@ def add_artifact(manifest: Dict[str, Any], root: Path, role: str, filename: str)
         "path": filename,
         "sha256": sha256_file(root / filename),
     }
-
-
-def iter_bundle_files(bundle: Bundle) -> Iterator[Path]:
-    """Every artifact path of a bundle."""
-    for role in bundle.manifest.get("artifacts", {}):
-        yield bundle.artifact(role)

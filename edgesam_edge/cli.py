@@ -18,6 +18,7 @@ import logging
 import sys
 from typing import List, Optional, Sequence
 
+from . import __version__
 from .errors import EdgeSamError
 
 logger = logging.getLogger("edgesam_edge")
@@ -46,20 +47,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every installed subcommand."""
-    from . import __version__
-
     parser = _Parser(prog="edgesam", description="EdgeSAM on edge devices: export, segment, benchmark, live.")
     parser.add_argument("--version", action="version", version=f"edgesam-edge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # command not shipped in this build
-                continue
-            raise
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .errors import BundleError
+from .errors import BundleError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -22,15 +22,25 @@ def _load(path: Union[str, Path]) -> Any:
         raise BundleError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
 
 
-def input_dims(path: Union[str, Path], index: int = 0) -> List[Optional[int]]:
-    """Dimensions of graph input ``index`` (None for a dynamic axis).
+Dims = List[Optional[int]]
+
+
+def io_signature(path: Union[str, Path]) -> Tuple[Dict[str, Dims], Dict[str, Dims]]:
+    """``(inputs, outputs)`` of a graph: name -> dimensions (None for a dynamic axis), in graph order.
 
     Uses the ``onnx`` package when installed, else ONNX Runtime.
+
+    Raises:
+        BundleError: unreadable graph, or neither package installed.
     """
     model = _load(path)
     if model is not None:
-        inp = model.graph.input[index]
-        return [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        def dims(values: Any) -> Dict[str, Dims]:
+            return {v.name: [d.dim_value if d.HasField("dim_value") else None
+                             for d in v.type.tensor_type.shape.dim] for v in values}
+
+        initializers = {i.name for i in model.graph.initializer}
+        return dims(v for v in model.graph.input if v.name not in initializers), dims(model.graph.output)
     try:
         import onnxruntime as ort
     except ImportError:
@@ -38,8 +48,17 @@ def input_dims(path: Union[str, Path], index: int = 0) -> List[Optional[int]]:
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise BundleError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    return [d if isinstance(d, int) else None for d in sess.get_inputs()[index].shape]
+        raise BundleError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {first_line(exc)})") from None
+
+    def ort_dims(values: Any) -> Dict[str, Dims]:
+        return {v.name: [d if isinstance(d, int) else None for d in v.shape] for v in values}
+
+    return ort_dims(sess.get_inputs()), ort_dims(sess.get_outputs())
+
+
+def input_dims(path: Union[str, Path], index: int = 0) -> Dims:
+    """Dimensions of graph input ``index`` (None for a dynamic axis); see :func:`io_signature`."""
+    return list(io_signature(path)[0].values())[index]
 
 
 def input_size_of_encoder(path: Union[str, Path]) -> int:

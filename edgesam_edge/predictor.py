@@ -17,13 +17,16 @@ import numpy as np
 
 from . import transforms as T
 from .bundle import Bundle, load_bundle
-from .engines.base import Decoder, Encoder, get_backend
+from .engines.base import Decoder, Encoder, available, backend_names, get_backend
 from .errors import BackendUnavailable, EdgeSamError
 from .names import (EMBED_DIM, EMBED_STRIDE, LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LAYOUT_NCHW,
                     MASK_STRIDE, MASK_THRESHOLD)
 from .prompts import validate_prompts
 
 logger = logging.getLogger(__name__)
+
+#: Labels of a box's two corners.
+BOX_LABELS = (LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT)
 
 __all__ = ["Predictor", "ImageEmbedding", "select_backend"]
 
@@ -37,7 +40,6 @@ class ImageEmbedding:
         original_size: (h, w) of the image that was encoded.
         input_size: (h, w) of the resized image inside the S x S input.
     """
-
     embedding: np.ndarray
     original_size: Tuple[int, int]
     input_size: Tuple[int, int]
@@ -46,8 +48,6 @@ class ImageEmbedding:
 def select_backend(bundle: Bundle, backend: str = "auto") -> str:
     """The backend to open ``bundle`` with: ``backend`` itself, or for "auto" the
     preferred installed backend that reads the bundle's format."""
-    from .engines.base import available, backend_names
-
     if backend != "auto":
         cls = get_backend(backend)
         if bundle.format not in cls.formats:
@@ -59,10 +59,7 @@ def select_backend(bundle: Bundle, backend: str = "auto") -> str:
     infos = {i.name: i for i in available()}
     candidates = []
     for name in backend_names():
-        try:
-            cls = get_backend(name)
-        except ImportError:  # a backend module this build does not ship
-            continue
+        cls = get_backend(name)
         if bundle.format in cls.formats and name != "torch":
             candidates.append((infos[name].available, cls.cpu_priority, name))
     usable = sorted((c for c in candidates if c[0]), reverse=True)
@@ -83,7 +80,6 @@ class Predictor:
         score: what the decoder's scores are ("stability", "iou" or "unknown").
         resize: "fast" (OpenCV, default) or "exact" (bit-exact with the official Pillow resize).
     """
-
     def __init__(
         self,
         encoder: Encoder,
@@ -219,7 +215,34 @@ class Predictor:
         return np.concatenate(coords, 1).astype(np.float32), np.concatenate(labels, 1)
 
     def decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Run the decoder on ``(K, N, 2)`` / ``(K, N)`` in as few calls as the graph allows."""
+        """Run the decoder on ``(K, N, 2)`` / ``(K, N)`` in as few calls as the graph allows.
+
+        Each prompt set answers as it would alone: padding (label -1) that only
+        evens out the lengths of the K sets is dropped, and sets of different
+        lengths go to the decoder in one call per length (the decoder attends over
+        every point token, padding included, so an extra padding token would move
+        its answer). K sets of one length, the usual case, are one call.
+
+        Returns:
+            ``scores (K, 4)`` float32 and ``masks (K, 4, S/4, S/4)`` float32 logits.
+        """
+        groups: Dict[int, List[int]] = {}
+        rows = [_without_extra_padding(c, l) for c, l in zip(coords, labels)]
+        for i, (c, _) in enumerate(rows):
+            groups.setdefault(len(c), []).append(i)
+        if len(groups) == 1 and all(len(c) == coords.shape[1] for c, _ in rows):
+            return self._decode_batch(embedding, coords, labels)
+        scores: List[np.ndarray] = [np.empty(0)] * len(rows)
+        masks: List[np.ndarray] = [np.empty(0)] * len(rows)
+        for members in groups.values():
+            s, m = self._decode_batch(embedding, np.stack([rows[i][0] for i in members]),
+                                      np.stack([rows[i][1] for i in members]))
+            for j, i in enumerate(members):
+                scores[i], masks[i] = s[j], m[j]
+        return np.stack(scores), np.stack(masks)
+
+    def _decode_batch(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray
+                      ) -> Tuple[np.ndarray, np.ndarray]:
         limit = self.decoder.max_objects
         k = coords.shape[0]
         if limit is None or k <= limit:
@@ -270,3 +293,20 @@ class Predictor:
         if not prompts.batched:
             return masks[0], scores[0], low_res[0]
         return masks, scores, low_res
+
+
+def _without_extra_padding(coords: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """One prompt set as the official prompt encoder builds it alone: ``(N, 2)``, ``(N,)`` -> ``(M, 2)``, ``(M,)``.
+
+    Its points, then its box corners if it has a box, else one padding point; any
+    other padding (label -1) only evened out a batch and is dropped.
+    """
+    pad = labels == LABEL_PADDING
+    if not pad.any() or (pad.sum() == 1 and pad[-1] and not np.isin(labels, BOX_LABELS).any()):
+        return coords, labels
+    keep = ~pad
+    c, l = coords[keep], labels[keep]
+    if not np.isin(l, BOX_LABELS).any():
+        c = np.concatenate([c, np.zeros((1, 2), coords.dtype)])
+        l = np.concatenate([l, np.full(1, LABEL_PADDING, labels.dtype)])
+    return c, l

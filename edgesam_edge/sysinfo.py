@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import re
+import shutil
+import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -94,8 +98,6 @@ def board_model() -> Optional[str]:
 
 def package_versions(names: Optional[List[str]] = None) -> Dict[str, Optional[str]]:
     """Installed versions (None if absent) of the packages that matter here, without importing them."""
-    from importlib.metadata import PackageNotFoundError, version
-
     dists = {
         "edgesam_edge": ["edgesam-edge"],
         "numpy": ["numpy"],
@@ -122,8 +124,6 @@ def package_versions(names: Optional[List[str]] = None) -> Dict[str, Optional[st
                 continue
     if out.get("tensorrt") is None and (names is None or "tensorrt" in names):
         # JetPack installs TensorRT as a Debian package (python3-libnvinfer): no dist metadata.
-        import importlib.util
-
         if importlib.util.find_spec("tensorrt") is not None:
             out["tensorrt"] = "system"
     return out
@@ -185,9 +185,6 @@ def gpu_info(timeout: float = 5.0) -> Optional[Dict[str, Any]]:
     Reads ``nvidia-smi`` on discrete GPUs and the device tree on Jetson boards
     (whose integrated GPU nvidia-smi may not list).
     """
-    import shutil
-    import subprocess
-
     for compat in device_tree_compatible():
         if compat in _TEGRA_GPUS:
             name, cc = _TEGRA_GPUS[compat]

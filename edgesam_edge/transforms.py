@@ -10,7 +10,7 @@ Frames of reference:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -214,8 +214,3 @@ def stability_score(logits: np.ndarray, threshold: float = 0.0, offset: float = 
     union = (logits > threshold - offset).sum((-1, -2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return (inter / union).astype(np.float32)
-
-
-def as_points(coords: Optional[Sequence], what: str = "point_coords") -> Optional[np.ndarray]:
-    """None or an array-like of points -> float64 array (shape checked by the caller)."""
-    return None if coords is None else np.asarray(coords, np.float64)

@@ -13,17 +13,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _reference_dir() -> Path:
-    env = os.environ.get("EDGESAM_REFERENCE_DIR")
-    return Path(env) if env else (REPO.parent / "shared" / "reference")
+#: The reference data, kept in the repository byte for byte (see its README.md): an official-format
+#: checkpoint with random weights and what the original EdgeSAM implementation outputs for it.
+REFERENCE_DIR = REPO / "tests" / "data" / "reference"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """../shared/reference: the official-format random checkpoint and the original outputs."""
-    d = _reference_dir()
+    """tests/data/reference (or ``EDGESAM_REFERENCE_DIR``): the official-format random checkpoint and the
+    original implementation's outputs for it."""
+    env = os.environ.get("EDGESAM_REFERENCE_DIR")
+    d = Path(env) if env else REFERENCE_DIR
     if not (d / "reference.npz").is_file():
-        pytest.fail(f"reference files not found in {d} (CI checks out ../shared beside the repo)")
+        pytest.fail(f"reference files not found in {d}")
     return d
 
 
@@ -161,7 +163,7 @@ def assert_matches_reference(predictor, image_name: str, resize: str, reference,
     """A bilinear, stability-score Predictor gives the original outputs on one reference image.
 
     Features within 1e-2, low-res logits within 2e-2, scores within 1e-2, masks IoU >= 0.99
-    (../shared/reference/README.md), for every prompt case, all four masks.
+    (tests/data/reference/README.md), for every prompt case, all four masks.
     """
     npz, spec = reference
     predictor.resize = resize

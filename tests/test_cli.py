@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import edgesam_edge
 from edgesam_edge.cli import main
 
 
@@ -133,19 +135,8 @@ def test_export_cli_and_info(tmp_path, capsys):
 def test_demo_runs_on_embedded_default(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("EDGESAM_CHECKPOINT", raising=False)
-    import edgesam_edge.cache as cache
-
-    monkeypatch.setattr(cache, "default_bundle", lambda **k: _small_default(tmp_path))
+    monkeypatch.setenv("EDGESAM_CONFIG_DIR", str(tmp_path / "config"))
     assert main(["demo", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["objects"] and (tmp_path / "cache" / "demo.png").is_file()
-
-
-def _small_default(tmp_path):
-    """A small stand-in for the default bundle (its own code is tested in test_cache.py)."""
-    from edgesam_edge.model.export import export_onnx
-
-    out = tmp_path / "cache" / "bundles" / "small"
-    if not out.exists():
-        export_onnx(None, out, input_size=128)
-    return out
+    assert info["bundle"].startswith(str(Path(edgesam_edge.__file__).parent / "data" / "bundles" / "demo-"))

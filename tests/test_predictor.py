@@ -66,11 +66,38 @@ def test_batched_objects_one_decoder_call(predictor, reference_images):
         m1, s1, _ = predictor.predict(box=b)
         np.testing.assert_allclose(s1, scores[i], atol=1e-4)
         assert mask_iou(m1, masks[i]).min() > 0.999
-    # K point sets with padding for a shorter one
-    pts = np.array([[[150, 150], [300, 300]], [[200, 200], [0, 0]]], float)
-    lab = np.array([[1, 0], [1, -1]], float)
-    m, s, _ = predictor.predict(point_coords=pts, point_labels=lab)
-    assert m.shape == (2, 3, 512, 512)
+
+
+def test_padded_point_sets_answer_as_alone(predictor, reference_images):
+    """K point sets of different lengths, padded with -1: each answers exactly as it does alone, in one
+    decoder call per length (an extra padding token would move a set's answer)."""
+    predictor.set_image(reference_images["astronaut"])
+    pts = np.array([[[150, 150], [300, 300]], [[200, 200], [0, 0]], [[320, 120], [0, 0]]], float)
+    lab = np.array([[1, 0], [1, -1], [-1, 1]], float)
+    calls = []
+    real = predictor.decoder
+
+    class Spy:
+        max_objects = None
+
+        def __call__(self, *args):
+            calls.append(args[1].shape)
+            return real(*args)
+
+    predictor.decoder = Spy()
+    try:
+        masks, scores, low = predictor.predict(point_coords=pts, point_labels=lab)
+    finally:
+        predictor.decoder = real
+    assert masks.shape == (3, 3, 512, 512)
+    assert sorted(calls) == [(1, 3, 2), (2, 2, 2)]  # [p, p', pad] alone; the two short sets together
+    alone = [predictor.predict(point_coords=pts[0], point_labels=lab[0]),
+             predictor.predict(point_coords=pts[1, :1], point_labels=lab[1, :1]),
+             predictor.predict(point_coords=pts[2, 1:], point_labels=lab[2, 1:])]
+    for i, (m1, s1, l1) in enumerate(alone):  # batch sizes differ: float rounding only
+        np.testing.assert_allclose(s1, scores[i], atol=1e-4)
+        np.testing.assert_allclose(l1, low[i], atol=1e-3)
+        assert mask_iou(m1, masks[i]).min() > 0.999
 
 
 def test_bgr_input_equals_rgb(predictor, reference_images):

@@ -142,9 +142,11 @@ class _OpensAFile:
 
 
 @pytest.fixture(params=["torch", "restricted"])
-def use_torch(request) -> bool:
-    """verify() both with torch.load(weights_only=True) and with the torch-free reader."""
-    return request.param == "torch"
+def reader(request):
+    """verify() both with torch.load(weights_only=True) (the build layer's reader) and with the torch-free one."""
+    from edgesam_edge.model.checkpoint import read_shapes_torch
+
+    return read_shapes_torch if request.param == "torch" else None
 
 
 # -- the expected layout ----------------------------------------------------------------------
@@ -166,15 +168,15 @@ def test_registry_has_the_official_urls():
 
 # -- verify -------------------------------------------------------------------------------------
 
-def test_verify_reference_checkpoint(reference_checkpoint, use_torch):
-    report = W.verify(reference_checkpoint, use_torch=use_torch)
+def test_verify_reference_checkpoint(reference_checkpoint, reader):
+    report = W.verify(reference_checkpoint, reader=reader)
     assert report["ok"] and report["num_tensors"] == 821
     assert report["sha256"] == W.sha256_file(reference_checkpoint)
     assert report["missing"] == report["unexpected"] == report["mismatched"] == []
 
 
-def test_verify_wrong_keys(wrong_ckpt, use_torch):
-    report = W.verify(wrong_ckpt, use_torch=use_torch)
+def test_verify_wrong_keys(wrong_ckpt, reader):
+    report = W.verify(wrong_ckpt, reader=reader)
     assert not report["ok"]
     assert report["missing"] == ["mask_decoder.iou_token.weight"]
     assert report["unexpected"] == ["extra.head.weight"]
@@ -184,17 +186,17 @@ def test_verify_wrong_keys(wrong_ckpt, use_torch):
     assert "\n" not in str(ei.value)
 
 
-def test_verify_unwraps_training_checkpoint(tmp_path, use_torch):
+def test_verify_unwraps_training_checkpoint(tmp_path, reader):
     path = tmp_path / "train.pth"
     torch.save({"model": _official_layout_state_dict(), "epoch": 3}, path)
-    assert W.verify(path, use_torch=use_torch)["ok"]
+    assert W.verify(path, reader=reader)["ok"]
 
 
-def test_truncated_checkpoint_is_refused(fake_ckpt, tmp_path, use_torch):
+def test_truncated_checkpoint_is_refused(fake_ckpt, tmp_path, reader):
     cut = tmp_path / "cut.pth"
     cut.write_bytes(fake_ckpt.read_bytes()[: fake_ckpt.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="cut.pth"):
-        W.verify(cut, use_torch=use_torch)
+        W.verify(cut, reader=reader)
 
 
 def test_missing_file(tmp_path):
@@ -203,7 +205,7 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("container", ["torch_zip", "raw_pickle"])
-def test_malicious_pickle_is_refused_and_never_runs(tmp_path, use_torch, container):
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, reader, container):
     marker = tmp_path / "pwned"
     # The payload is live: plain unpickling creates the file.
     control = tmp_path / "control"
@@ -216,13 +218,13 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, use_torch, contain
         torch.save(payload, evil)
     else:
         evil.write_bytes(pickle.dumps(payload, protocol=2))
-    if container == "raw_pickle" and not use_torch:
+    if container == "raw_pickle" and reader is None:
         with pytest.raises(Exception) as ei:  # the torch-free reader reads only zip checkpoints
-            W.verify(evil, use_torch=False)
+            W.verify(evil)
         assert "torch" in str(ei.value)
     else:
         with pytest.raises(CheckpointError, match="refused"):
-            W.verify(evil, use_torch=use_torch)
+            W.verify(evil, reader=reader)
     assert not marker.exists()
 
 
@@ -373,6 +375,97 @@ def test_connection_refused(tmp_path):
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(DownloadError, match=match):
         W.download(dest_dir=tmp_path, progress=False, **kwargs)
+
+
+# -- the official ONNX pair -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_pair(small_bundle) -> Dict[str, bytes]:
+    """The official pair as a mirror serves it: URL path -> bytes (an exported S = 256 pair, official names)."""
+    return {"/m/edge_sam_3x_encoder.onnx": (small_bundle / "encoder.onnx").read_bytes(),
+            "/m/edge_sam_3x_decoder.onnx": (small_bundle / "decoder.onnx").read_bytes()}
+
+
+def test_registry_has_the_official_onnx_urls():
+    for name, c in W.CHECKPOINTS.items():
+        base = "https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights/"
+        assert c.onnx_urls == (f"{base}{name}_encoder.onnx", f"{base}{name}_decoder.onnx")
+
+
+def test_download_onnx_pair(onnx_pair, tmp_path):
+    with FileServer(onnx_pair) as s:
+        folder = W.download_onnx("edge_sam_3x", tmp_path, base_url=s.url("/m"), progress=False, timeout=5)
+        assert folder == W.onnx_folder("edge_sam_3x", tmp_path) == tmp_path / "edge_sam_3x_onnx"
+        assert _leftovers(folder) == ["edge_sam_3x_decoder.onnx", "edge_sam_3x_encoder.onnx"]
+        assert (folder / "edge_sam_3x_encoder.onnx").read_bytes() == onnx_pair["/m/edge_sam_3x_encoder.onnx"]
+        assert len(s.requests) == 2
+        W.download_onnx("edge_sam_3x", tmp_path, base_url=s.url("/m/"), progress=False)  # verified: no request
+        assert len(s.requests) == 2
+    from edgesam_edge.bundle import load_bundle
+
+    assert load_bundle(folder).official and load_bundle(folder).input_size == 256
+
+
+def test_download_onnx_resumes(onnx_pair, tmp_path):
+    with FileServer(onnx_pair) as s:
+        s.cut = 1
+        folder = W.download_onnx("edge_sam_3x", tmp_path, base_url=s.url("/m"), progress=False, retries=1, timeout=5)
+        size = len(onnx_pair["/m/edge_sam_3x_encoder.onnx"])
+        assert s.requests[1] == ("/m/edge_sam_3x_encoder.onnx", f"bytes={size // 2}-")
+    assert _leftovers(folder) == ["edge_sam_3x_decoder.onnx", "edge_sam_3x_encoder.onnx"]
+
+
+def _swapped(onnx_pair):
+    return {"/m/edge_sam_3x_encoder.onnx": onnx_pair["/m/edge_sam_3x_decoder.onnx"],
+            "/m/edge_sam_3x_decoder.onnx": onnx_pair["/m/edge_sam_3x_encoder.onnx"]}
+
+
+def _renamed_output(onnx_pair):
+    import onnx
+
+    model = onnx.load_from_string(onnx_pair["/m/edge_sam_3x_decoder.onnx"])
+    old = model.graph.output[1].name
+    model.graph.output[1].name = "low_res_masks"
+    for node in model.graph.node:
+        node.output[:] = ["low_res_masks" if o == old else o for o in node.output]
+    return {**onnx_pair, "/m/edge_sam_3x_decoder.onnx": model.SerializeToString()}
+
+
+@pytest.mark.parametrize("make, match", [
+    (_swapped, "not the official EdgeSAM encoder: inputs .*image_embeddings"),
+    (_renamed_output, "not the official EdgeSAM decoder: .*low_res_masks.*expected .*'masks'"),
+    (lambda pair: {**pair, "/m/edge_sam_3x_encoder.onnx": b"<html>not found</html>"}, "not a readable ONNX encoder"),
+])
+def test_download_onnx_refuses_what_is_not_the_official_graph(onnx_pair, tmp_path, make, match):
+    with FileServer(make(onnx_pair)) as s:
+        with pytest.raises(DownloadError, match=match) as ei:
+            W.download_onnx("edge_sam_3x", tmp_path, base_url=s.url("/m"), progress=False)
+    assert "\n" not in str(ei.value)
+    assert not [n for n in _leftovers(tmp_path / "edge_sam_3x_onnx") if n.endswith(".part")]
+    assert "edge_sam_3x_decoder.onnx" not in _leftovers(tmp_path / "edge_sam_3x_onnx")
+
+
+def test_cli_download_onnx_makes_it_the_weights_in_use(onnx_pair, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGESAM_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGESAM_CHECKPOINT", raising=False)
+    with FileServer(onnx_pair) as s:
+        assert main(["weights", "download", "edge_sam_3x", "--onnx", "--dir", str(tmp_path / "w"),
+                     "--url", s.url("/m")]) == 0
+    folder = (tmp_path / "w" / "edge_sam_3x_onnx").resolve()
+    assert "official tensor names and shapes: OK" in capsys.readouterr().out
+    assert W.configured_onnx() == folder and W.configured_checkpoint() is None
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["weights"]["kind"] == "official-onnx" and info["weights"]["format"] == "onnx"
+    assert info["weights"]["bundle"] == str(folder)
+    assert main(["segment", str(Path(__file__).parents[1] / "edgesam_edge" / "data" / "astronaut.jpg"),
+                 "--point", "250,170", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bundle"] == str(folder) and out["objects"][0]["area"] > 0
+    assert not (tmp_path / "cache" / "bundles").exists()  # ran as downloaded, nothing exported
+    assert main(["weights", "download", "edge_sam_3x", "--onnx", "--sha256", "0" * 64]) == 2
+    assert "does not apply to --onnx" in capsys.readouterr().err
 
 
 # -- configuration --------------------------------------------------------------------------------

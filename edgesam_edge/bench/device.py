@@ -6,6 +6,7 @@ import datetime as _dt
 import platform
 from typing import Any, Dict, Iterable, Optional
 
+from ..engines.base import get_backend
 from ..sysinfo import board_model, cpu_info, cpu_vendor, gpu_info, package_versions
 
 __all__ = ["collect_device", "collect_versions", "now_utc"]
@@ -37,13 +38,8 @@ def collect_device() -> Dict[str, Any]:
 def collect_versions(backends: Iterable[str] = ()) -> Dict[str, Optional[str]]:
     """Versions of python, numpy, OpenCV, edgesam-edge and every backend package (None: absent)."""
     versions = package_versions()
-    from ..engines.base import get_backend
-
     for name in backends:
-        try:
-            info = get_backend(name).probe()
-        except Exception:  # a backend module this build does not ship
-            continue
+        info = get_backend(name).probe()
         if info.version:
             versions.setdefault(name, info.version)
     return versions

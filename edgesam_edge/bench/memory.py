@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Optional
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows has no resource module
+    resource = None
 
 __all__ = ["peak_rss_mb", "reset_peak_rss"]
 
@@ -18,14 +24,13 @@ def peak_rss_mb() -> Optional[float]:
             return round(int(m.group(1)) / 1024.0, 1)
     except OSError:
         pass
-    try:
-        import resource
-        import sys
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return round(rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0, 1)
-    except (ImportError, OSError):  # pragma: no cover - Windows
+    if resource is None:  # pragma: no cover - Windows
         return None
+    try:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except OSError:  # pragma: no cover
+        return None
+    return round(rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0, 1)
 
 
 def reset_peak_rss() -> bool:

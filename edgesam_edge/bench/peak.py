@@ -41,8 +41,11 @@ INT8 engines can exceed 100% (the peak is FP32's).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, Optional, Tuple
+
+import numpy as np
 
 from ..errors import EdgeSamError
 
@@ -135,10 +138,6 @@ def device_peak(device: Dict[str, Any], override_gflops: Optional[float] = None)
 
 def measure_sgemm_gflops(n: int = 2048, repeats: int = 3) -> float:
     """GFLOP/s of a float32 n x n matmul through numpy's BLAS (best of ``repeats``, after one warm-up)."""
-    import time
-
-    import numpy as np
-
     rng = np.random.default_rng(0)
     a = rng.random((n, n), dtype=np.float32)
     b = rng.random((n, n), dtype=np.float32)

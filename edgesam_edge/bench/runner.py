@@ -18,7 +18,7 @@ with at least one sample and ``"interrupted": true``.
 from __future__ import annotations
 
 import logging
-import sys
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +26,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..bundle import MANIFEST, load_bundle, sha256_file
+from ..engines.base import get_backend
 from ..errors import BackendUnavailable, EdgeSamError
+from ..imageio import read_image
+from ..predictor import Predictor, select_backend
+from ..progress import progress_bar
+from ..sysinfo import physical_cores
 from .device import collect_device, collect_versions, now_utc
+from .live import measure_live
+from .macs import count_macs
 from .memory import peak_rss_mb, reset_peak_rss
 from .peak import PeakEstimate, device_peak, limit_ms, measure_sgemm_gflops, percent_of_limit, reconcile
-from .report import RESULT_KEYS
+from .report import RESULT_KEYS, STAGE_ORDER
 from .stats import summarize
 
 logger = logging.getLogger(__name__)
@@ -137,10 +145,6 @@ class BenchRun:
 
     def __init__(self, bundles: Sequence[Any], backend: str = "auto", config: Optional[BenchConfig] = None,
                  names: Optional[Sequence[str]] = None) -> None:
-        from ..bundle import load_bundle
-        from ..imageio import read_image
-        from ..predictor import select_backend
-
         self.config = config or BenchConfig()
         self.config.validate()
         if not bundles:
@@ -148,11 +152,8 @@ class BenchRun:
         self.targets: List[_Target] = []
         for i, p in enumerate(bundles):
             bundle = load_bundle(p)
-            try:
-                name = select_backend(bundle, backend)
-                cls = _backend_class(name)
-            except ImportError as exc:
-                raise BackendUnavailable(f"backend {backend!r}", backend, str(exc)) from None
+            name = select_backend(bundle, backend)
+            cls = get_backend(name)
             info = cls.probe()
             if not info.available:
                 raise BackendUnavailable(f"backend {name!r}", cls.extra or name, info.reason)
@@ -182,8 +183,6 @@ class BenchRun:
                 self._count_macs(target)
                 self._bench(target)
             if self.config.live:
-                from .live import measure_live
-
                 logger.info("live loop on %s (%d frames)...", self.config.live, self.config.live_frames)
                 t = self.targets[0]
                 self.live = measure_live(self.config.live, str(t.path), t.backend, self.config.live_frames)
@@ -196,8 +195,6 @@ class BenchRun:
         if target.bundle.format != "onnx":
             self._gmacs[target.name] = None
             return
-        from .macs import count_macs
-
         try:
             self._gmacs[target.name] = round(count_macs(target.bundle.artifact("encoder")).gmacs, 4)
         except BackendUnavailable as exc:
@@ -205,8 +202,6 @@ class BenchRun:
             self._gmacs[target.name] = None
 
     def _bench(self, t: _Target) -> None:
-        from ..predictor import Predictor
-
         cfg = self.config
         samples = self._samples.setdefault(t.name, {})
         h, w = self.image.shape[:2]
@@ -214,7 +209,7 @@ class BenchRun:
         label = np.array([1.0])
         prompts = {k: object_prompts(k, h, w) for k in cfg.objects}
         total = cfg.warmup + cfg.runs + len(cfg.objects) * (min(cfg.warmup, 1) + cfg.runs)
-        bar = _progress(total, f"{t.name} ({t.backend})", cfg.progress)
+        bar = progress_bar(total, f"{t.name} ({t.backend})", "run", cfg.progress)
         reset_peak_rss()
         options = {"threads": cfg.threads} if cfg.threads else {}
         logger.info("benchmarking %s on %s: %d runs after %d warm-up", t.path, t.backend, cfg.runs, cfg.warmup)
@@ -309,9 +304,6 @@ class BenchRun:
 
     def report(self) -> Dict[str, Any]:
         """The JSON-ready report of what was measured so far (see :mod:`edgesam_edge.bench.report`)."""
-        from ..bundle import MANIFEST, sha256_file
-        from ..sysinfo import physical_cores
-
         results = self.results()
         bundles = []
         for t in self.targets:
@@ -362,8 +354,6 @@ class BenchRun:
 
 def _load_average() -> Optional[float]:
     """The 1-minute load average (None where the OS has none)."""
-    import os
-
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):  # pragma: no cover - Windows
@@ -371,30 +361,5 @@ def _load_average() -> Optional[float]:
 
 
 def _stage_rank(stage: str) -> int:
-    from .report import STAGE_ORDER
-
     return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
 
-
-def _backend_class(name: str) -> Any:
-    from ..engines.base import get_backend
-
-    return get_backend(name)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled or not sys.stderr.isatty():
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a base dependency
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="run", leave=False, file=sys.stderr)

@@ -20,18 +20,18 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from ..atomic import atomic_path
+from ..bundle import Bundle, sha256_file
+from ..paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["CalibrationCache", "default_cache_root", "cache_key"]
+__all__ = ["CalibrationCache", "default_cache_root", "cache_key", "open_cache", "artifact_sha256"]
 
 
 def default_cache_root() -> Path:
     """``<edgesam cache dir>/calibration``."""
-    from ..cache import cache_dir
-
     return cache_dir() / "calibration"
 
 
@@ -92,3 +92,14 @@ class CalibrationCache:
             logger.warning("cannot create calibration cache folder %s (%s)", p.parent, exc)
             return None
         return p
+
+
+def open_cache(enabled: bool, root: Optional[PathLike] = None) -> CalibrationCache:
+    """The cache of a run: at ``root`` (default :func:`default_cache_root`), or off if not ``enabled``."""
+    return CalibrationCache(None if not enabled else (root or default_cache_root()))
+
+
+def artifact_sha256(bundle: Bundle, role: str) -> str:
+    """Hex sha256 of a bundle artifact: the manifest's if recorded, else hashed from the file."""
+    recorded = bundle.manifest.get("artifacts", {}).get(role, {}).get("sha256")
+    return recorded or sha256_file(bundle.artifact(role))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 
 from .. import transforms as T
@@ -135,8 +136,6 @@ def resolve_source(spec: PathLike) -> Tuple[str, List[Path]]:
 
 def _read_image(path: Path) -> Optional[Tuple[np.ndarray, str]]:
     """(HxWx3 uint8 RGB, sha256 of the file) or None if unreadable."""
-    import cv2
-
     try:
         data = path.read_bytes()
     except OSError:
@@ -170,8 +169,6 @@ def _evenly(n_items: int, k: int) -> List[int]:
 
 def _video_frames(path: Path, count: int, size: int) -> List[CalibrationImage]:
     """``count`` frames sampled evenly over a video, resized for the encoder."""
-    import cv2
-
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise CalibrationError(f"calibration video {str(path)!r} cannot be opened (unsupported codec or not a video)")

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, List, Tuple
 
+import cv2
 import numpy as np
 
 from .. import transforms as T
@@ -68,8 +69,6 @@ def deep_point(mask: np.ndarray, rng: np.random.Generator, depth: float = 0.5) -
     "Deep" = its distance to the mask border is at least ``depth`` times the
     largest distance in the mask.
     """
-    import cv2
-
     if not mask.any():
         raise ValueError("deep_point needs a non-empty mask")
     padded = np.pad(mask.astype(np.uint8), 1)  # the image border counts as outside

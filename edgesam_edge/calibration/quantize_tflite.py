@@ -14,7 +14,7 @@ kernels take a zero point), ranges from min/max over the calibration images.
 3. decoder: its FULLY_CONNECTED and BATCH_MATMUL ops int8 (inputs, outputs and
    the point encoding stay float32: int8 pixel coordinates would be 4 px apart
    at S = 1024), calibrated on the sampled prompts, kept only where it pays
-   (:func:`.pipeline.decoder_decision`, as for ONNX);
+   (:func:`.verdict.decoder_decision`, as for ONNX);
 4. the bundle, written atomically, with ``"calibration"`` and ``"fidelity"`` in
    its manifest (``edgesam info`` prints them).
 
@@ -33,20 +33,27 @@ import itertools
 import logging
 import shutil
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..bundle import MANIFEST, Bundle, add_artifact, check_output_dir, load_bundle, sha256_file, staging_dir, \
-    utc_now, write_json_atomic
-from ..engines.base import require_module
+from ..bundle import MANIFEST, Bundle, add_artifact, check_output_dir, load_bundle, staging_dir, utc_now, \
+    write_json_atomic
+from ..engines.tflite import TFLiteDecoder, TFLiteEncoder, open_interpreter, open_models
 from ..errors import EdgeSamError
+from ..modules import require_module
 from ..names import DECODER_INPUTS, ENCODER_INPUT
-from .cache import CalibrationCache, cache_key, default_cache_root
+from ..progress import progress_bar
+from ..sysinfo import package_versions, physical_cores
+from ..transforms import to_layout
+from .cache import artifact_sha256, cache_key, open_cache
 from .data import CalibrationImage, CalibrationSet
-from .fidelity import Reference, Timing, evaluate, time_pair
-from .pipeline import CalibrateOptions, _bar, _ImageRef, decoder_decision, fidelity_entry, fp32_reference_sets
+from .fidelity import Timing, batch_prompts, evaluate, time_pair
+from .options import CalibrateOptions
+from .references import CalibrationRun, fp32_reference_sets
+from .verdict import decoder_decision, fidelity_entry, time_decoders
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +100,7 @@ def _quantize(model: Path, dest: Path, ops: Optional[List[str]], samples: Callab
     for op in ops or ["*"]:
         q.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName(op), activation_num_bits=8,
                             weight_num_bits=8)
-    bar = _bar(total, desc, progress)
+    bar = progress_bar(total, desc, "img", progress)
     ranges: Dict[str, Any] = {}
     chunk: List[Dict[str, np.ndarray]] = []
     try:
@@ -124,10 +131,24 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _open(encoder: Path, decoder: Path, threads: Optional[int]) -> Any:
-    from ..engines.tflite import open_models
+@dataclass
+class _Run(CalibrationRun):
+    """A LiteRT calibration run: :class:`~.references.CalibrationRun` (``enc32``, ``dec32``: the FP32
+    LiteRT encoder and decoder) and the calibrator's threads."""
 
-    return open_models(encoder, decoder, threads)
+    threads: int
+
+
+@dataclass
+class _EncoderResult:
+    """The INT8 encoder: its file, held-out fidelity (without embeddings), its embeddings, timing, target met."""
+
+    path: Path
+    fidelity: Dict[str, Any]
+    embeddings: List[np.ndarray]
+    timing: Timing
+    iou: float
+    met: bool
 
 
 def quantize_tflite(bundle: Any, out: Any, data: CalibrationSet, method: str = "minmax", target_iou: float = 0.9,
@@ -151,8 +172,6 @@ def quantize_tflite(bundle: Any, out: Any, data: CalibrationSet, method: str = "
         EdgeSamError: an ONNX or non-FP32 bundle, an unsupported method, a bad output;
             BackendUnavailable without ai-edge-quantizer. Nothing is written at ``out`` then.
     """
-    from dataclasses import replace
-
     opts = replace(options or CalibrateOptions(fmt="tflite"), method=method, target_iou=target_iou, fmt="tflite")
     opts.validate()
     if not isinstance(bundle, Bundle):
@@ -161,109 +180,113 @@ def quantize_tflite(bundle: Any, out: Any, data: CalibrationSet, method: str = "
     _check_input(bundle, out_path, method)
     check_output_dir(out_path, force)
     require_module("ai_edge_quantizer", "LiteRT INT8 quantisation (ai-edge-quantizer)", EXTRA)
-    from ..sysinfo import physical_cores
-
     size = bundle.input_size
     threads = int(opts.threads or physical_cores())
-    enc_path, dec_path = bundle.artifact("encoder"), bundle.artifact("decoder")
-    enc_sha = bundle.manifest.get("artifacts", {}).get("encoder", {}).get("sha256") or sha256_file(enc_path)
-    dec_sha = bundle.manifest.get("artifacts", {}).get("decoder", {}).get("sha256") or sha256_file(dec_path)
     logger.info("calibrating LiteRT %s (S = %d) on %d images, fidelity on %d held-out images", bundle.root, size,
                 len(data.calibration), len(data.holdout))
-    cache = CalibrationCache(None if not opts.use_cache else (opts.cache_dir or default_cache_root()))
-    model_key = cache_key(enc_sha, dec_sha)
-    enc32, dec32 = _open(enc_path, dec_path, opts.threads)
+    cache = open_cache(opts.use_cache, opts.cache_dir)
+    model_key = cache_key(artifact_sha256(bundle, "encoder"), artifact_sha256(bundle, "decoder"))
+    enc32, dec32 = open_models(bundle.artifact("encoder"), bundle.artifact("decoder"), opts.threads)
     with enc32, dec32:
         cal_refs, held = fp32_reference_sets(data, enc32, dec32, size, opts, cache, model_key)
         with staging_dir(out_path, force) as tmp:
             work = tmp / ".work"
             work.mkdir()
-            manifest = _run(bundle, tmp, work, data, cal_refs, held, enc32, dec32, size, opts, threads)
+            run = _Run(bundle, work, data, cal_refs, held, enc32, dec32, size, opts, threads)
+            manifest = _run(run, tmp)
             shutil.rmtree(work, ignore_errors=True)
             write_json_atomic(tmp / MANIFEST, manifest)
     return load_bundle(out_path)
 
 
-def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: List[_ImageRef],
-         held: List[Reference], enc32: Any, dec32: Any, size: int, opts: CalibrateOptions,
-         threads: int) -> Dict[str, Any]:
-    from ..engines.tflite import TFLiteDecoder, TFLiteEncoder, open_interpreter
-    from ..transforms import to_layout
+def _run(run: _Run, tmp: Path) -> Dict[str, Any]:
+    """Encoder, decoder, then the bundle's files and manifest into the staging folder ``tmp``."""
+    enc = _quantize_encoder(run)
+    dec_info: Dict[str, Any] = {"precision": "fp32"}
+    final_fid, dec_timing = enc.fidelity, None
+    dec8_path = run.work / "decoder.int8.tflite"
+    if run.opts.decoder != "fp32":
+        dec_info, fid8, timing = _quantize_decoder(run, enc, dec8_path)
+        if dec_info["precision"] == "int8":
+            final_fid, dec_timing = fid8, timing
+    shutil.copyfile(enc.path, tmp / "encoder.tflite")
+    shutil.copyfile(dec8_path if dec_info["precision"] == "int8" else run.bundle.artifact("decoder"),
+                    tmp / "decoder.tflite")
+    return _manifest(run, tmp, dec_info, final_fid, enc.timing, dec_timing)
 
-    # -- encoder -------------------------------------------------------------------------------------
-    images: List[CalibrationImage] = data.calibration
-    enc8_path = work / "encoder.int8.tflite"
-    layout = enc32.input_layout  # the calibrator feeds the model directly, in its own layout
-    _quantize(bundle.artifact("encoder"), enc8_path, None,
-              lambda: ({ENCODER_INPUT: to_layout(im.encoder_input(size), layout)} for im in images), threads,
+
+def _quantize_encoder(run: _Run) -> _EncoderResult:
+    """Every supported op int8 (input and output included); held-out fidelity and speed vs FP32."""
+    opts, size = run.opts, run.size
+    images: List[CalibrationImage] = run.data.calibration
+    path = run.work / "encoder.int8.tflite"
+    layout = run.enc32.input_layout  # the calibrator feeds the model directly, in its own layout
+    _quantize(run.bundle.artifact("encoder"), path, None,
+              lambda: ({ENCODER_INPUT: to_layout(im.encoder_input(size), layout)} for im in images), run.threads,
               "calibrating encoder (minmax)", len(images), opts.progress)
-    enc8 = TFLiteEncoder(open_interpreter(enc8_path, opts.threads), enc8_path)
-    bar = _bar(len(held), "held-out fidelity", opts.progress)
+    enc8 = TFLiteEncoder(open_interpreter(path, opts.threads), path)
     try:
-        fid = evaluate(enc8, dec32, held, size, on_image=lambda: bar.update(1))
+        bar = progress_bar(len(run.held), "held-out fidelity", "img", opts.progress)
+        try:
+            fid = evaluate(enc8, run.dec32, run.held, size, on_image=lambda: bar.update(1))
+        finally:
+            bar.close()
+        embeddings = fid.pop("embeddings")
+        x = to_layout(run.held[0].image.encoder_input(size), layout)
+        timing = time_pair(lambda: run.enc32(x), lambda: enc8(x), rounds=opts.timing_rounds)
     finally:
-        bar.close()
-    embeddings = fid.pop("embeddings")
-    x = to_layout(held[0].image.encoder_input(size), layout)
-    enc_timing = time_pair(lambda: enc32(x), lambda: enc8(x), rounds=opts.timing_rounds)
+        enc8.close()
     iou = float(fid["mask_iou"]["mean"])
     met = iou >= opts.target_iou
     logger.info("int8 encoder: mask IoU %.3f (p5 %.3f), embedding cosine %.4f, %.2fx faster than FP32 "
                 "(%.0f vs %.0f ms)", iou, fid["mask_iou"]["p5"], fid["embedding_cosine"]["mean"],
-                enc_timing.speedup, enc_timing.int8_ms, enc_timing.fp32_ms)
+                timing.speedup, timing.int8_ms, timing.fp32_ms)
     if not met:
         logger.warning("held-out mask IoU %.3f misses --target-iou %.3f; LiteRT INT8 has no mixed-precision search: "
                        "writing it anyway (or use --format onnx)", iou, opts.target_iou)
+    return _EncoderResult(path, fid, embeddings, timing, iou, met)
 
-    # -- decoder -------------------------------------------------------------------------------------
-    dec_info: Dict[str, Any] = {"precision": "fp32"}
-    final_fid = fid
-    dec_timing: Optional[Timing] = None
-    dec8_path = work / "decoder.int8.tflite"
-    if opts.decoder != "fp32":
-        def feeds() -> Iterator[Dict[str, np.ndarray]]:
-            for r in cal_refs:
-                coords = np.stack([p.coords for p in r.prompts]).astype(np.float32)
-                labels = np.stack([p.labels for p in r.prompts]).astype(np.float32)
-                yield dict(zip(DECODER_INPUTS, (r.embedding, coords, labels)))
 
-        _quantize(bundle.artifact("decoder"), dec8_path, list(DECODER_OPS), feeds, threads,
-                  "calibrating decoder (minmax)", len(cal_refs), opts.progress)
-        dec8 = TFLiteDecoder(open_interpreter(dec8_path, opts.threads), dec8_path)
-        fid8 = evaluate(None, dec8, held, size, embeddings=embeddings)
+def _quantize_decoder(run: _Run, enc: _EncoderResult, path: Path) -> Tuple[Dict[str, Any], Dict[str, Any], Timing]:
+    """FULLY_CONNECTED and BATCH_MATMUL int8, calibrated on the sampled prompts, evaluated behind the INT8
+    encoder: (the manifest's ``calibration.decoder`` entry, its fidelity, its timing)."""
+    opts = run.opts
+
+    def feeds() -> Iterator[Dict[str, np.ndarray]]:
+        for r in run.cal_refs:
+            coords, labels = batch_prompts(r.prompts)
+            yield dict(zip(DECODER_INPUTS, (r.embedding, coords, labels)))
+
+    _quantize(run.bundle.artifact("decoder"), path, list(DECODER_OPS), feeds, run.threads,
+              "calibrating decoder (minmax)", len(run.cal_refs), opts.progress)
+    dec8 = TFLiteDecoder(open_interpreter(path, opts.threads), path)
+    try:
+        fid8 = evaluate(None, dec8, run.held, run.size, embeddings=enc.embeddings)
         fid8.pop("embeddings")
-        ref0 = held[0]
-        c0 = np.stack([p.coords for p in ref0.prompts]).astype(np.float32)
-        l0 = np.stack([p.labels for p in ref0.prompts]).astype(np.float32)
-        e0 = embeddings[0]
-        dec_timing = time_pair(lambda: dec32(e0, c0, l0), lambda: dec8(e0, c0, l0), rounds=3 * opts.timing_rounds)
-        dec_info = decoder_decision(opts, dec_timing, float(fid8["mask_iou"]["mean"]), iou, met)
+        timing = time_decoders(run.dec32, dec8, run.held[0], enc.embeddings[0], opts)
+    finally:
         dec8.close()
-        if dec_info["precision"] == "int8":
-            final_fid = fid8
-        else:
-            dec_timing = None
-    enc8.close()
+    info = decoder_decision(opts, timing, float(fid8["mask_iou"]["mean"]), enc.iou, enc.met)
+    return info, fid8, timing
 
-    # -- artifacts and manifest ----------------------------------------------------------------------
-    shutil.copyfile(enc8_path, tmp / "encoder.tflite")
-    shutil.copyfile(dec8_path if dec_info["precision"] == "int8" else bundle.artifact("decoder"),
-                    tmp / "decoder.tflite")
-    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("artifacts", "fidelity", "calibration")}
+
+def _manifest(run: _Run, tmp: Path, dec_info: Dict[str, Any], final_fid: Dict[str, Any], enc_timing: Timing,
+              dec_timing: Optional[Timing]) -> Dict[str, Any]:
+    """The INT8 LiteRT bundle's manifest: the FP32 one's settings, the artifacts, ``calibration``, ``fidelity``."""
+    opts = run.opts
+    manifest = {k: v for k, v in run.bundle.manifest.items() if k not in ("artifacts", "fidelity", "calibration")}
     manifest.update({"format": "tflite", "backend": "tflite", "precision": "int8", "artifacts": {},
                      "created": utc_now()})
     for role in ("encoder", "decoder"):
         add_artifact(manifest, tmp, role, f"{role}.tflite")
-    from ..sysinfo import package_versions
-
     versions = dict(manifest.get("versions") or {})
     versions.update({k: v for k, v in package_versions(["edgesam_edge", "ai_edge_litert", "ai_edge_quantizer",
                                                         "numpy"]).items() if v})
     manifest["versions"] = versions
     manifest["calibration"] = {
-        **data.summary(),
+        **run.data.summary(),
         "method": opts.method,
-        "input_size": size,
+        "input_size": run.size,
         "resize": "fast",
         "quantizer": "ai-edge-quantizer, static",
         "weights": "int8, symmetric, per output channel",
@@ -277,5 +300,5 @@ def _run(bundle: Bundle, tmp: Path, work: Path, data: CalibrationSet, cal_refs: 
         "target_iou": opts.target_iou,
         "decoder": dec_info,
     }
-    manifest["fidelity"] = fidelity_entry(final_fid, held, enc_timing, dec_timing, opts)
+    manifest["fidelity"] = fidelity_entry(final_fid, run.held, enc_timing, dec_timing, opts)
     return manifest

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 
 from ..errors import BackendUnavailable, EdgeSamError
@@ -105,8 +106,6 @@ def write_sample_images(out_dir: PathLike, count: Optional[int] = None, photos: 
         ext: "png" or "jpg".
         max_side: downscale images whose longest side is larger (keeps tests fast).
     """
-    import cv2
-
     names = list(photos) if photos is not None else list(PHOTOS)
     if not names:
         raise EdgeSamError("no sample photos were asked for")

@@ -23,9 +23,12 @@ import numpy as np
 
 from ..errors import EdgeSamError, InvalidPrompt
 from ..metrics import mask_iou
+from .flow import mask_box
+from .frame import Frame
+from .protocols import PredictorLike
 from .render import render_overlay
-from .sinks import Sink, UserEvent
-from .sources import Frame, Source
+from .sink_base import Sink, UserEvent
+from .source import Source
 from .tracker import LOST, Box, Track, Tracker
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class _EncoderWorker:
 
     def __init__(self, tracker: Tracker, stop: threading.Event) -> None:
         self.tracker = tracker
+        self.predictor: PredictorLike = tracker.predictor
         self.stop = stop
         self.error: Optional[BaseException] = None
         self.count = 0
@@ -91,7 +95,7 @@ class _EncoderWorker:
                         continue
                     frame, self._offered = self._offered, None
                 t0 = time.perf_counter()
-                emb = self.tracker.predictor.encode(frame.image)
+                emb = self.predictor.encode(frame.image)
                 self.encode_s.append(time.perf_counter() - t0)
                 if len(self.encode_s) > 10000:
                     del self.encode_s[:5000]
@@ -123,8 +127,6 @@ def gt_boxes(gt: Dict[int, np.ndarray]) -> Dict[int, Box]:
     ``gt``: {id: ``(H, W)`` bool mask}. The corners are inclusive pixel coordinates; empty
     masks get no box.
     """
-    from .flow import mask_box
-
     out: Dict[int, Box] = {}
     for gid, m in gt.items():
         b = mask_box(m)
@@ -138,7 +140,7 @@ class LiveLoop:
 
     Args:
         source: an (unstarted or started) :class:`Source`; the loop closes it when done.
-        tracker: the tracker, wrapping the predictor.
+        tracker: the tracker, wrapping the predictor (a :class:`~edgesam_edge.camera.protocols.PredictorLike`).
         sinks: where frames go (their ``prepare`` is called by :meth:`run` before anything starts).
         max_frames: stop after this many displayed frames.
         prompts: initial prompts, in pixels of the first frame.
@@ -168,6 +170,11 @@ class LiveLoop:
         self._st = _Stats()
         self._worker: Optional[_EncoderWorker] = None
         self.stop_reason = ""
+
+    @property
+    def predictor(self) -> PredictorLike:
+        """The model the tracker re-prompts with (what the encoder thread encodes frames with)."""
+        return self.tracker.predictor
 
     # -- prompts -------------------------------------------------------------------------------
     def _initial_prompts(self, first: Frame) -> None:
@@ -264,7 +271,7 @@ class LiveLoop:
             "lost_object_frames": st.lost_frames,
             "stopped_because": self.stop_reason,
         }
-        backend = getattr(self.tracker.predictor, "backend_name", None)
+        backend = getattr(self.predictor, "backend_name", None)
         if backend:
             out["backend"] = backend
         if st.iou:
@@ -292,7 +299,7 @@ class LiveLoop:
                 opened.append(s)
             self.tracker.step(first)
             if self.prime and len(self.tracker):
-                emb = self.tracker.predictor.encode(first.image)
+                emb = self.predictor.encode(first.image)
                 self.tracker.refine(emb, first.index)
                 self._primed = 1
             self._worker = _EncoderWorker(self.tracker, self.stop)

@@ -16,11 +16,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from .errors import SinkError
-from .sinks import Sink, UserEvent
-from .sources import Frame
+from .frame import Frame
+from .sink_base import Sink, UserEvent
 from .tracker import Track
 
 logger = logging.getLogger(__name__)
@@ -184,7 +185,14 @@ class MjpegSink(Sink):
 
     @property
     def url(self) -> str:
+        """The page's address, ``http://host:port/`` (the real port once :meth:`prepare` bound it)."""
         return f"http://{self.host}:{self.port}/"
+
+    @property
+    def running(self) -> bool:
+        """Whether the HTTP server is up (from :meth:`prepare` until :meth:`close`)."""
+        t = self._thread
+        return t is not None and t.is_alive()
 
     def prepare(self) -> None:
         if self._server is not None:
@@ -219,8 +227,6 @@ class MjpegSink(Sink):
             self._cond.notify_all()
 
     def _encode_locked(self) -> Optional[bytes]:
-        import cv2
-
         if self._frame is None:
             return None
         if self._jpeg_no != self._frame_no:
@@ -246,6 +252,7 @@ class MjpegSink(Sink):
             return None if jpeg is None else (self._frame_no, jpeg)
 
     def last_tracks(self) -> Dict[str, Any]:
+        """The newest frame's tracks as JSON: ``{"frame", "size": [w, h], "objects": [{id, state, score, box}]}``."""
         with self._cond:
             return {"frame": self._frame_no, "size": list(self._size), "objects": list(self._tracks)}
 
@@ -267,6 +274,7 @@ class MjpegSink(Sink):
         return UserEvent("point", x, y, label)
 
     def push(self, event: UserEvent) -> None:
+        """Queue a prompt for the next :meth:`poll` (thread-safe)."""
         with self._events_lock:
             self._events.append(event)
 

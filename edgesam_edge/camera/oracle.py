@@ -18,7 +18,8 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ..errors import EdgeSamError
-from .sources import GroundTruth, Reader
+from .frame import GroundTruth
+from .readers import Reader
 
 __all__ = ["GroundTruthOracle", "OracleEmbedding"]
 

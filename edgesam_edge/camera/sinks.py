@@ -11,6 +11,7 @@
 
 Files are written to a temporary name beside the target and renamed when the
 loop ends normally, so an error never leaves a half-written output behind.
+:class:`Sink` and :class:`UserEvent` live in :mod:`~edgesam_edge.camera.sink_base` (re-exported here).
 """
 
 from __future__ import annotations
@@ -20,59 +21,27 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
+import cv2
 import numpy as np
 
 from ..errors import OutputExists
+from . import rle
 from .errors import SinkError
-from .sources import Frame
+from .frame import Frame
+from .mjpeg import MjpegSink
+from .sink_base import Sink, UserEvent
 from .tracker import Track
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UserEvent", "Sink", "NoneSink", "VideoSink", "JsonlSink", "WindowSink", "parse_sink", "SINK_KINDS"]
+__all__ = ["UserEvent", "Sink", "NoneSink", "VideoSink", "JsonlSink", "WindowSink", "MjpegSink", "parse_sink",
+           "SINK_KINDS"]
 
 SINK_KINDS = ("none", "window", "mjpeg://HOST:PORT", "video://PATH", "jsonl://PATH")
-
-
-@dataclass(frozen=True)
-class UserEvent:
-    """An interaction from a sink: a point (label 1 / 0), a box, "clear" or "quit". Pixels of the frame."""
-
-    kind: str  # "point", "box", "clear", "quit"
-    x: float = 0.0
-    y: float = 0.0
-    label: int = 1
-    box: Optional[Tuple[float, float, float, float]] = None
-
-
-class Sink:
-    """Base class. Lifecycle: ``prepare()`` (validate, before the loop) -> ``open(size, fps)`` at the
-    first frame -> ``write`` per frame -> ``close(ok)``. ``poll()`` returns user events."""
-
-    name = "sink"
-    #: whether ``write`` needs the rendered overlay (else it gets None)
-    needs_overlay = False
-
-    def prepare(self) -> None:
-        """Check the output can be written / the port bound; raise SinkError (one line)."""
-
-    def open(self, size: Tuple[int, int], fps: float) -> None:
-        """Start, for frames of ``size`` (width, height) at about ``fps``."""
-
-    def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
-        """Take one frame (``overlay`` is the rendered HxWx3 RGB image when ``needs_overlay``)."""
-
-    def poll(self) -> List[UserEvent]:
-        """User interactions since the last call."""
-        return []
-
-    def close(self, ok: bool = True) -> None:
-        """Finish; with ``ok=False`` discard partial outputs (idempotent)."""
 
 
 class NoneSink(Sink):
@@ -134,8 +103,6 @@ class VideoSink(_FileSink):
             raise SinkError(f"video sink {str(self.path)!r}: expected a .mp4, .avi, .mkv or .mov file")
 
     def open(self, size: Tuple[int, int], fps: float) -> None:
-        import cv2
-
         self.tmp = self._temp_path()
         codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*codec), float(fps), size)
@@ -144,8 +111,6 @@ class VideoSink(_FileSink):
             raise SinkError(f"cannot write video {str(self.path)!r}: OpenCV has no {codec} encoder for it")
 
     def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
-        import cv2
-
         if self._writer is not None and overlay is not None:
             self._writer.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
 
@@ -158,8 +123,6 @@ class VideoSink(_FileSink):
 
 def track_record(t: Track) -> dict:
     """One track as JSON: id, state, score, box, mask (COCO RLE; None when empty)."""
-    from . import rle
-
     return {
         "id": t.id, "state": t.state, "score": round(float(t.score), 4),
         "box": None if t.box is None else [round(float(v), 1) for v in t.box],
@@ -203,8 +166,6 @@ def display_available() -> bool:
     """Whether a window can be shown (a display on Linux; OpenCV built with a GUI)."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
-    import cv2
-
     info = cv2.getBuildInformation()
     gui = [line for line in info.splitlines() if line.strip().startswith("GUI")]
     return not (gui and "NONE" in gui[0].upper())
@@ -229,8 +190,6 @@ class WindowSink(Sink):
                             "(pip install opencv-python); use --headless or --sink mjpeg://127.0.0.1:8080")
 
     def open(self, size: Tuple[int, int], fps: float) -> None:
-        import cv2
-
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
             cv2.setMouseCallback(self.title, self._on_mouse)
@@ -239,8 +198,6 @@ class WindowSink(Sink):
         self._open = True
 
     def _on_mouse(self, event: int, x: int, y: int, flags: int, param: Any) -> None:
-        import cv2
-
         if event == cv2.EVENT_LBUTTONDOWN:
             self._down = (x, y)
         elif event == cv2.EVENT_LBUTTONUP and self._down is not None:
@@ -254,8 +211,6 @@ class WindowSink(Sink):
             self._events.append(UserEvent("point", x, y, 0))
 
     def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
-        import cv2
-
         if not self._open or overlay is None:
             return
         cv2.imshow(self.title, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
@@ -271,8 +226,6 @@ class WindowSink(Sink):
 
     def close(self, ok: bool = True) -> None:
         if self._open:
-            import cv2
-
             self._open = False
             try:
                 cv2.destroyWindow(self.title)
@@ -294,8 +247,6 @@ def parse_sink(spec: str, force: bool = False) -> Sink:
     scheme, rest = text.split("://", 1)
     scheme = scheme.lower()
     if scheme == "mjpeg":
-        from .mjpeg import MjpegSink
-
         parts = urlsplit("http://" + (rest or "127.0.0.1:8080"))
         try:
             port = parts.port if parts.port is not None else 8080

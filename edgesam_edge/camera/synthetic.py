@@ -199,10 +199,6 @@ class SyntheticScene:
         """(width, height)."""
         return self.width, self.height
 
-    @property
-    def object_ids(self) -> List[int]:
-        return [s.id for s in self.specs]
-
     def pose(self, index: int, obj: int) -> Tuple[float, float, float, float]:
         """(x, y, angle rad, scale) of object id ``obj`` at frame ``index``."""
         s = self.specs[obj - 1]

@@ -40,15 +40,17 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from ..errors import EdgeSamError, InvalidPrompt
-from ..metrics import mask_iou
 from . import flow
+from .frame import Frame
+from .geometry import Geometry, choose_answer, exclusive_masks, geometry_from_mask, mostly_inside, warp_box
+from .protocols import PredictorLike
 
 logger = logging.getLogger(__name__)
 
@@ -87,38 +89,6 @@ class Track:
     age: int = -1
 
 
-@dataclass
-class _Geometry:
-    """An object's state in one frame (immutable once stored in the history)."""
-
-    origin: Tuple[int, int] = (0, 0)
-    crop: Optional[np.ndarray] = None  # bool mask inside its box, or None
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # user points, frame pixels
-    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    box: Optional[np.ndarray] = None  # user box (pending objects) in frame pixels
-
-    def full_mask(self, shape: Tuple[int, int]) -> np.ndarray:
-        out = np.zeros(shape, bool)
-        if self.crop is not None:
-            x0, y0 = self.origin
-            h, w = self.crop.shape
-            out[y0 : y0 + h, x0 : x0 + w] = self.crop
-        return out
-
-    @property
-    def area(self) -> int:
-        return 0 if self.crop is None else int(self.crop.sum())
-
-
-def _geometry_from_mask(mask: np.ndarray, points: np.ndarray, labels: np.ndarray,
-                        box: Optional[np.ndarray] = None) -> _Geometry:
-    b = flow.mask_box(mask)
-    if b is None:
-        return _Geometry((0, 0), None, points, labels, box)
-    x0, y0, x1, y1 = b
-    return _Geometry((x0, y0), mask[y0:y1, x0:x1].copy(), points, labels, box)
-
-
 class _Object:
     def __init__(self, obj_id: int, points: np.ndarray, labels: np.ndarray, box: Optional[np.ndarray]) -> None:
         self.id = obj_id
@@ -128,22 +98,21 @@ class _Object:
         self.points = points  # user points (propagated with the object)
         self.labels = labels
         self.box = box  # user box, until the first decode
-        self.history: "OrderedDict[int, _Geometry]" = OrderedDict()
+        self.history: "OrderedDict[int, Geometry]" = OrderedDict()
         self.motion: "OrderedDict[int, np.ndarray]" = OrderedDict()  # index -> transform from previous step
         self.added_at: Optional[int] = None
         self.decoded_at: Optional[int] = None  # frame index of the last accepted decode
         self.good_area = 0  # area of the last accepted mask
         self.peak_area = 0.0  # recent peak of the accepted areas (decays by PEAK_DECAY per accept)
-        self.last_good: Optional[_Geometry] = None  # re-acquisition prompt when lost
+        self.last_good: Optional[Geometry] = None  # re-acquisition prompt when lost
 
 
 class Tracker:
     """Track prompted objects frame to frame with flow and periodic re-prompting.
 
     Args:
-        predictor: any object with ``encode(image) -> embedding`` and batched
-            ``predict(point_coords, point_labels, box, num_multimask_outputs, embedding=...)``
-            (``edgesam_edge.predictor.Predictor`` or a test oracle).
+        predictor: the model (:class:`~edgesam_edge.camera.protocols.PredictorLike`:
+            ``edgesam_edge.predictor.Predictor``, or the ground-truth oracle in tests and benchmarks).
         history: frames of motion kept per object (how old an embedding may be and still be used).
         min_score: decoded masks scoring below this make the object lost.
         min_area: masks smaller than this many pixels, or than ``collapse`` times the area the
@@ -156,10 +125,10 @@ class Tracker:
             grow by in one re-prompt (0: no limit). See the module docstring.
     """
 
-    def __init__(self, predictor: Any, history: int = 150, min_score: float = 0.5, min_area: int = 24,
+    def __init__(self, predictor: PredictorLike, history: int = 150, min_score: float = 0.5, min_area: int = 24,
                  collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True,
                  max_growth: float = DEFAULT_MAX_GROWTH) -> None:
-        self.predictor = predictor
+        self.predictor: PredictorLike = predictor
         self.history = int(history)
         self.min_score = float(min_score)
         self.min_area = int(min_area)
@@ -188,20 +157,24 @@ class Tracker:
     # -- objects ----------------------------------------------------------------------------
     @property
     def ids(self) -> List[int]:
+        """The ids of the objects, in the order they were added."""
         with self._lock:
             return list(self._objects)
+
+    @property
+    def history_sizes(self) -> Dict[int, int]:
+        """{object id: frames of per-frame state kept for it} (the longer of its geometry and motion
+        histories; at most ``history``)."""
+        with self._lock:
+            return {oid: max(len(obj.history), len(obj.motion)) for oid, obj in self._objects.items()}
 
     @property
     def frame_index(self) -> Optional[int]:
         """Index of the last frame given to :meth:`step`."""
         return self._index
 
-    @property
-    def frame_size(self) -> Optional[Tuple[int, int]]:
-        """(width, height) of the frames stepped so far."""
-        return None if self._shape is None else (self._shape[1], self._shape[0])
-
     def __len__(self) -> int:
+        """The number of objects (tracked, lost or pending)."""
         return len(self._objects)
 
     def needs_embedding(self) -> bool:
@@ -299,11 +272,11 @@ class Tracker:
             raise InvalidPrompt(f"prompt point ({x:g}, {y:g}) is outside the {w}x{h} frame")
 
     # -- per frame ----------------------------------------------------------------------------
-    def step(self, frame: Any, encode: bool = False) -> List[Track]:
+    def step(self, frame: Union[Frame, np.ndarray], encode: bool = False) -> List[Track]:
         """Carry every object to ``frame`` with optical flow; optionally encode it and re-prompt.
 
         Args:
-            frame: a :class:`~edgesam_edge.camera.sources.Frame` (uses its ``index``) or an HxWx3
+            frame: a :class:`~edgesam_edge.camera.frame.Frame` (uses its ``index``) or an HxWx3
                 uint8 RGB array (indexed 0, 1, 2, ...).
             encode: also encode this frame now and re-prompt every object on it (synchronous use).
 
@@ -362,9 +335,9 @@ class Tracker:
         if self._index is None:
             return
         if obj.mask is not None:
-            g = _geometry_from_mask(obj.mask, obj.points, obj.labels, obj.box)
+            g = geometry_from_mask(obj.mask, obj.points, obj.labels, obj.box)
         else:
-            g = _Geometry(points=obj.points, labels=obj.labels, box=obj.box)
+            g = Geometry(points=obj.points, labels=obj.labels, box=obj.box)
         obj.history[self._index] = g
         while len(obj.history) > self.history:
             obj.history.popitem(last=False)
@@ -422,7 +395,7 @@ class Tracker:
         if len(obj.points):
             obj.points = flow.warp_points(obj.points, m)
         if obj.box is not None:
-            obj.box = _warp_box(obj.box, m)
+            obj.box = warp_box(obj.box, m)
         if obj.state == TRACKED and obj.mask is not None:
             obj.mask = flow.warp_mask(obj.mask, m)
             area = int(obj.mask.sum())
@@ -450,7 +423,7 @@ class Tracker:
             if shape is None:
                 return 0
             jobs = []
-            snapshot: Dict[int, _Geometry] = {}
+            snapshot: Dict[int, Geometry] = {}
             peaks: Dict[int, float] = {}
             for obj in self._objects.values():
                 g = obj.history.get(int(frame_index))
@@ -473,7 +446,7 @@ class Tracker:
                                             [snapshot[jobs[i][0]] for i in group], embedding, shape))
         if self.max_growth > 0:
             results = self._limit_growth(results, snapshot, peaks, shape)
-        results = _exclusive(results, snapshot, shape)
+        results = exclusive_masks(results, snapshot, shape)
         with self._lock:
             for oid, (mask_f, score) in results.items():
                 obj = self._objects.get(oid)
@@ -484,7 +457,7 @@ class Tracker:
         self.last_refine_ms = 1e3 * (time.perf_counter() - t0)
         return len(results)
 
-    def _prompt_for(self, oid: int, state: str, snapshot: Dict[int, _Geometry], last_good: Optional[_Geometry],
+    def _prompt_for(self, oid: int, state: str, snapshot: Dict[int, Geometry], last_good: Optional[Geometry],
                     shape: Tuple[int, int]) -> Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
         """(points (N, 2), labels (N,), box (4,) or None) for one object at the embedding's frame."""
         h, w = shape
@@ -540,7 +513,7 @@ class Tracker:
         return p, np.asarray(labs, np.float32), box
 
     def _decode(self, ids: List[int], prompts: List[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]],
-                priors: List[_Geometry], embedding: Any, shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
+                priors: List[Geometry], embedding: Any, shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
         """One batched decoder call for K objects -> {id: (mask at the embedding's frame, score)}."""
         k = len(ids)
         n = max(1, max(len(p[0]) for p in prompts))
@@ -567,14 +540,14 @@ class Tracker:
         out: Dict[int, Tuple[np.ndarray, float]] = {}
         for i, oid in enumerate(ids):
             prior = priors[i].full_mask(shape) if priors[i].crop is not None else None
-            mask, score = _choose(masks[i], scores[i], prior, boxes is not None)
-            if prior is not None and boxes is not None and not _mostly_inside(mask, boxes[i]):
+            mask, score = choose_answer(masks[i], scores[i], prior, boxes is not None)
+            if prior is not None and boxes is not None and not mostly_inside(mask, boxes[i]):
                 logger.debug("object %d: answer spills far out of its prompt box; keeping the flowed mask", oid)
                 continue  # a neighbour, not this object: keep the flowed mask until the next embedding
             out[oid] = (mask, score)
         return out
 
-    def _limit_growth(self, results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, _Geometry],
+    def _limit_growth(self, results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, Geometry],
                       peaks: Dict[int, float], shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
         """Cut each fully seen object's answer to its box at the embedding's frame, widened by ``max_growth``."""
         out = dict(results)
@@ -592,13 +565,13 @@ class Tracker:
             out[oid] = (cut, score)
         return out
 
-    def _accept(self, obj: _Object, mask_f: np.ndarray, score: float, f: int, prior: _Geometry) -> None:
+    def _accept(self, obj: _Object, mask_f: np.ndarray, score: float, f: int, prior: Geometry) -> None:
         """Take a decoded mask of frame ``f`` (or lose the object), warped to the current frame."""
         area = int(mask_f.sum())
         ref = prior.area if obj.state == TRACKED else obj.good_area
         if score < self.min_score or area < self.min_area or (ref and area < self.collapse * ref):
             if obj.state == PENDING and obj.last_good is None:
-                obj.last_good = _Geometry(points=prior.points, labels=prior.labels, box=prior.box)
+                obj.last_good = Geometry(points=prior.points, labels=prior.labels, box=prior.box)
             self._lose(obj, f"score {score:.2f}, area {area} px (was {ref})")
             return
         if obj.state == LOST and obj.good_area and area > obj.good_area / self.collapse:
@@ -623,74 +596,5 @@ class Tracker:
         obj.points, obj.labels = obj.points[keep], obj.labels[keep]
         obj.good_area = int(mask_now.sum())
         obj.peak_area = max(float(obj.good_area), PEAK_DECAY * obj.peak_area)
-        obj.last_good = _geometry_from_mask(mask_now, np.zeros((0, 2)), np.zeros(0, np.float32))
+        obj.last_good = geometry_from_mask(mask_now, np.zeros((0, 2)), np.zeros(0, np.float32))
         self._record(obj)
-
-
-def _exclusive(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, _Geometry],
-               shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
-    """Make decoded masks (at the embedding's frame) disjoint; {id: (mask, score)} -> the same, new masks.
-
-    Where two answers overlap, the object whose own mask at that frame covered more of the overlap
-    keeps it; when both covered it about as much, the object with the smaller answer keeps it (a
-    box round an object in front usually swallows that object too). An object whose prompt landed
-    on an occluder is left with little and is lost in :meth:`Tracker._accept` (collapse).
-    """
-    ids = [i for i in results if results[i][0].any()]
-    masks = {i: np.asarray(results[i][0], bool) for i in ids}  # replaced, never changed in place
-    priors: Dict[int, np.ndarray] = {}  # full-frame masks at that frame, made only where answers overlap
-
-    def prior(i: int) -> np.ndarray:
-        if i not in priors:
-            priors[i] = snapshot[i].full_mask(shape)
-        return priors[i]
-
-    for pos, a in enumerate(ids):
-        for b in ids[pos + 1 :]:
-            overlap = masks[a] & masks[b]
-            n = np.count_nonzero(overlap)
-            if n == 0:
-                continue
-            own_a = np.count_nonzero(overlap & prior(a)) / n
-            own_b = np.count_nonzero(overlap & prior(b)) / n
-            if abs(own_a - own_b) > 0.2:
-                loser = b if own_a > own_b else a
-            else:
-                loser = a if np.count_nonzero(masks[a]) > np.count_nonzero(masks[b]) else b
-            logger.debug("objects %d and %d overlap by %d px: object %d gives them up", a, b, n, loser)
-            masks[loser] = masks[loser] & ~overlap
-    return {i: (masks[i], results[i][1]) if i in masks else results[i] for i in results}
-
-
-def _mostly_inside(mask: np.ndarray, box: np.ndarray, grow: float = 0.3, share: float = 0.7) -> bool:
-    """Whether >= ``share`` of the mask lies in ``box`` grown by ``grow`` of its size on each side."""
-    area = np.count_nonzero(mask)
-    if area == 0:
-        return True
-    x0, y0, x1, y1 = box
-    dx, dy = grow * (x1 - x0) + 8, grow * (y1 - y0) + 8
-    h, w = mask.shape
-    xa, ya = max(0, int(x0 - dx)), max(0, int(y0 - dy))
-    xb, yb = min(w, int(np.ceil(x1 + dx)) + 1), min(h, int(np.ceil(y1 + dy)) + 1)
-    return np.count_nonzero(mask[ya:yb, xa:xb]) >= share * area
-
-
-def _warp_box(box: np.ndarray, m: np.ndarray) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    pts = flow.warp_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64), m)
-    return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
-
-
-def _choose(masks: np.ndarray, scores: np.ndarray, prior: Optional[np.ndarray], boxed: bool) -> Tuple[np.ndarray, float]:
-    """Pick one of the C candidate masks: the most consistent with the propagated mask, else the best score."""
-    c = masks.shape[0]
-    if prior is None or not prior.any():
-        # box prompts: mask 0 is the single-mask answer; points only: best of the multimask outputs
-        i = 0 if boxed or c == 1 else 1 + int(np.argmax(scores[1:]))
-        return masks[i].astype(bool), float(scores[i])
-    best, best_val = 0, -1.0
-    for i in range(c):
-        val = mask_iou(masks[i], prior, empty=0.0) + 0.25 * float(scores[i])
-        if val > best_val:
-            best, best_val = i, val
-    return masks[best].astype(bool), float(scores[best])

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import shlex
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..bench.live import DEFAULT_SOURCE
+from ..bench.report import check_output_path, to_markdown, write_json, write_markdown, write_plot
+from ..bench.runner import BenchConfig, BenchRun
+from ..builders.default_bundle import default_bundle
 from ..errors import BackendUnavailable, EdgeSamError
 
 HELP = "benchmark bundles stage by stage (latency, FPS, memory, percent of the device's physical limit)"
@@ -26,8 +31,6 @@ def parse_objects(text: str) -> Tuple[int, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..bench.live import DEFAULT_SOURCE
-
     p.add_argument("bundles", nargs="*", metavar="BUNDLE",
                    help="bundle folders (default: the cached default bundle); several give a side-by-side table "
                         "with ratios against the first")
@@ -60,8 +63,6 @@ def _command_line(args: argparse.Namespace, bundles: List[str]) -> str:
 
 
 def _write(report: Dict[str, Any], args: argparse.Namespace) -> List[str]:
-    from ..bench.report import write_json, write_markdown, write_plot
-
     written = []
     if args.json:
         write_json(report, args.json)
@@ -76,11 +77,6 @@ def _write(report: Dict[str, Any], args: argparse.Namespace) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    from ..bench.report import check_output_path, to_markdown
-    from ..bench.runner import BenchConfig, BenchRun
-
     config = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads,
                          objects=parse_objects(args.objects), image=args.image, peak_gflops=args.peak_gflops,
                          live=args.live, live_frames=args.live_frames,
@@ -93,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
     bundles: List[str] = list(args.bundles)
     names: Optional[List[str]] = None
     if not bundles:
-        from .demo import default_bundle
-
         bundles = [str(default_bundle())]
         names = ["default"]
     bench = BenchRun(bundles, args.backend, config, names)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..builders.tensorrt import DEFAULT_MAX_OBJECTS, DEFAULT_MAX_POINTS, DEFAULT_WORKSPACE_MB, build_engines
+
 HELP = "build TensorRT engines (fp16 / int8) for this device from an ONNX bundle"
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..engines.tensorrt import DEFAULT_MAX_OBJECTS, DEFAULT_MAX_POINTS, DEFAULT_WORKSPACE_MB
-
     p.add_argument("bundle", help="ONNX bundle: from `edgesam export` (fp16) or `edgesam calibrate` (int8)")
     p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
                    help="engine precision (default fp16; int8 needs a Q/DQ bundle from `edgesam calibrate`)")
@@ -27,8 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engines.tensorrt import build_engines
-
     bundle = build_engines(args.bundle, args.output, precision=args.precision, workspace_mb=args.workspace,
                            max_objects=args.max_objects, max_points=args.max_points, force=args.force,
                            device=args.device, verbose=bool(getattr(args, "debug", False)))

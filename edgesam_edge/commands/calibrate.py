@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..calibration.options import CalibrateOptions
+from ..calibration.pipeline import calibrate
+from ..calibration.report import format_fidelity
+
 HELP = "calibrate an FP32 ONNX bundle to INT8 (Q/DQ) on your images and report its fidelity vs FP32"
 logger = logging.getLogger(__name__)
 
@@ -44,9 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..calibration.pipeline import CalibrateOptions, calibrate
-    from ..calibration.report import format_fidelity
-
     opts = CalibrateOptions(
         num=args.num, holdout=args.holdout, method=args.method, fmt=args.fmt, target_iou=args.target_iou,
         holdout_images=args.holdout_images, decoder=args.decoder, curve=args.curve, threads=args.threads,

@@ -4,29 +4,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
+
+from ..defaults import RANDOM_WEIGHTS_NOTE, weights_in_use
+from ..imageio import read_image
+from ..paths import DATA_DIR, cache_dir
+from ..predictor import Predictor
+from .segment import add_model_arguments, check_writable, report, resolve_bundle, segment, write_outputs
 
 HELP = "segment the bundled sample image with the default model (no download, no camera)"
 logger = logging.getLogger(__name__)
 
-SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
+SAMPLE_IMAGE = DATA_DIR / "astronaut.jpg"
 #: Prompts on the sample (512x512 astronaut photo): a point on the face and a box round the helmet.
 SAMPLE_POINT = (250.0, 170.0)
 SAMPLE_BOX = (150.0, 20.0, 350.0, 240.0)
 
 
-def default_bundle() -> Path:
-    """The cached default bundle (see :func:`edgesam_edge.cache.default_bundle`)."""
-    from ..cache import default_bundle as _default
-
-    return _default()
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .segment import add_model_arguments
-
     add_model_arguments(p)
     p.add_argument("-o", "--output", metavar="PNG", help="overlay path (default: demo.png in the cache dir)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --output")
@@ -34,11 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cache import RANDOM_WEIGHTS_NOTE, cache_dir, weights_in_use
-    from ..imageio import read_image
-    from ..predictor import Predictor
-    from .segment import check_writable, report, resolve_bundle, segment, write_outputs
-
     output = args.output
     if output:
         check_writable(output, args.force)

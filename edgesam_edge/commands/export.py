@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="edge_sam.pth / edge_sam_3x.pth (or .safetensors); 'random' for seeded random weights")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="bundle folder to write")
     p.add_argument("--format", choices=("onnx", "tflite"), default="onnx", help="artifact format (default onnx)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="tflite precision (default fp32)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="weights: fp32, or fp16 (float16 weights, float32 arithmetic; default fp32)")
     p.add_argument("--input-size", type=int, default=1024, metavar="N",
                    help="encoder input side, a multiple of 64 (default 1024; 512 is ~4x faster)")
     p.add_argument("--upsample", choices=("bilinear", "bicubic"), default="bilinear",
@@ -34,23 +34,17 @@ def run(args: argparse.Namespace) -> int:
     if ckpt is not None and not Path(ckpt).is_file():
         raise EdgeSamError(f"checkpoint {args.checkpoint!r} does not exist (or pass 'random' for random weights)")
     if args.format == "tflite":
-        try:
-            from ..model.export_tflite import export_tflite
-        except ImportError as exc:
-            if "export_tflite" not in str(exc):
-                raise
-            raise EdgeSamError("TFLite export is not available in this build") from None
+        from ..model.export_tflite import export_tflite  # torch and litert-torch: imported only to export
+
         bundle = export_tflite(ckpt, args.output, input_size=args.input_size, upsample=args.upsample,
                                score=args.score, precision=args.precision, force=args.force)
     else:
-        if args.precision != "fp32":
-            raise EdgeSamError(f"--precision {args.precision} applies to --format tflite; ONNX bundles are fp32 "
-                               "(use `edgesam calibrate` for int8, `edgesam build` for TensorRT fp16)")
         from ..model.export import export_onnx
 
         bundle = export_onnx(ckpt, args.output, input_size=args.input_size, upsample=args.upsample,
                              score=args.score, opset=args.opset, reparameterize=not args.no_reparam,
-                             simplify=not args.no_simplify, force=args.force)
+                             simplify=not args.no_simplify, force=args.force,
+                             precision=args.precision)
     m = bundle.manifest
     print(f"wrote {bundle.root}: {m['format']} {m['precision']}, input {m['input_size']}, "
           f"{m['upsample']} upsampling, {m['score']} scores")

@@ -6,7 +6,11 @@ import argparse
 import json
 from typing import Any, Dict
 
-from .. import jsonsafe
+from ..bundle import load_bundle
+from ..calibration.report import format_fidelity
+from ..defaults import ready_bundle, weights_in_use
+from ..engines.base import available
+from ..sysinfo import device_info, package_versions
 
 HELP = "show versions, installed backends, device facts and a bundle's manifest"
 
@@ -18,20 +22,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def collect(bundle_path: Any = None) -> Dict[str, Any]:
     """Everything `info` shows, as a dict."""
-    from ..cache import weights_in_use
-    from ..engines.base import available
-    from ..sysinfo import device_info, package_versions
-
+    weights = weights_in_use()
+    ready = ready_bundle(weights)
     out: Dict[str, Any] = {
         "versions": package_versions(),
         "device": device_info(),
         "backends": [{"name": b.name, "available": b.available, "version": b.version, "reason": b.reason}
                      for b in available()],
-        "default_weights": weights_in_use().description,
+        "default_weights": weights.description,
+        "weights": {"kind": weights.kind, "format": weights.format, "path": None if weights.path is None
+                    else str(weights.path), "sha256": weights.sha256, "bundle": None if ready is None else str(ready)},
     }
     if bundle_path:
-        from ..bundle import load_bundle
-
         b = load_bundle(bundle_path)
         out["bundle"] = b.manifest if not b.official else b.summary()
     return out
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         state = f"yes ({b['version']})" if b["available"] else f"no: {b['reason']}"
         print(f"  {b['name']:<12} {state}")
     print(f"default weights: {info['default_weights']}")
+    w = info["weights"]
+    print(f"  format: {w['format']}; runs from: {w['bundle'] or 'a bundle exported from it on first use'}")
     bundle = info.get("bundle")
     if bundle:
         print(f"bundle {args.bundle}:")
@@ -68,10 +72,5 @@ def run(args: argparse.Namespace) -> int:
         if bundle.get("device"):
             print(f"  built for: {json.dumps(bundle['device'])}")
         if bundle.get("fidelity"):
-            try:
-                from ..calibration.report import format_fidelity
-
-                print(format_fidelity(bundle))
-            except ImportError:
-                print("  fidelity: " + jsonsafe.dumps(bundle["fidelity"]))
+            print(format_fidelity(bundle))
     return 0

@@ -8,6 +8,18 @@ import os
 from pathlib import Path
 from typing import Any, List, Optional
 
+from ..bundle import load_bundle, write_json_atomic
+from ..camera.errors import SinkError
+from ..camera.loop import LiveLoop, Prompt
+from ..camera.policy import DEMO_REPROMPT_NEGATIVES, DEMO_REPROMPT_POINTS, is_demo_bundle
+from ..camera.sinks import parse_sink
+from ..camera.source import open_source
+from ..camera.tracker import DEFAULT_MAX_POINTS, Tracker
+from ..cli import parse_floats
+from ..errors import EdgeSamError, InvalidPrompt, OutputExists
+from ..predictor import Predictor, select_backend
+from .segment import add_model_arguments, resolve_bundle
+
 HELP = "segment objects live from a camera, stream, video, image folder or the synthetic scene"
 logger = logging.getLogger(__name__)
 
@@ -15,8 +27,6 @@ DEFAULT_SOURCE = "synthetic://"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .segment import add_model_arguments
-
     p.add_argument("source", nargs="?", default=DEFAULT_SOURCE,
                    help="camera index (0), /dev/video0, v4l2://, csi://0, picam://0, rtsp://..., video file, "
                         "image folder or glob, synthetic://?size=640x480&fps=30&objects=3&seed=0&motion=medium "
@@ -51,10 +61,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_prompts(points: List[str], boxes: List[str]) -> list:
     """CLI prompt strings -> loop Prompts (each positive point / box is one object)."""
-    from ..camera.loop import Prompt
-    from ..cli import parse_floats
-    from ..errors import InvalidPrompt
-
     out: List[Any] = []
     pending: Optional[dict] = None
     for text in points:
@@ -80,8 +86,6 @@ def parse_prompts(points: List[str], boxes: List[str]) -> list:
 
 
 def _check_stats_path(path: Optional[str], force: bool) -> None:
-    from ..errors import EdgeSamError, OutputExists
-
     if not path:
         return
     p = Path(path).expanduser()
@@ -96,17 +100,12 @@ def _check_stats_path(path: Optional[str], force: bool) -> None:
 
 def _demo_weights(predictor: Any) -> bool:
     """Whether the predictor runs a bundle of the packaged demo checkpoint."""
-    from ..cache import is_demo_bundle
-
     bundle = getattr(predictor, "bundle", None)
     return bundle is not None and is_demo_bundle(bundle.manifest)
 
 
 def reprompt_points(choice: Optional[int], predictor: Any) -> int:
-    """--reprompt-points, or its default for the predictor's bundle (see ``cache.DEMO_REPROMPT_POINTS``)."""
-    from ..cache import DEMO_REPROMPT_POINTS
-    from ..camera.tracker import DEFAULT_MAX_POINTS
-
+    """--reprompt-points, or its default for the predictor's bundle (see ``camera.policy``)."""
     if choice is not None:
         return int(choice)
     if _demo_weights(predictor):
@@ -116,9 +115,7 @@ def reprompt_points(choice: Optional[int], predictor: Any) -> int:
 
 
 def reprompt_negatives(choice: Optional[bool], predictor: Any) -> bool:
-    """--reprompt-negatives, or its default for the predictor's bundle (see ``cache.DEMO_REPROMPT_NEGATIVES``)."""
-    from ..cache import DEMO_REPROMPT_NEGATIVES
-
+    """--reprompt-negatives, or its default for the predictor's bundle (see ``camera.policy``)."""
     if choice is not None:
         return bool(choice)
     return DEMO_REPROMPT_NEGATIVES if _demo_weights(predictor) else True
@@ -126,16 +123,7 @@ def reprompt_negatives(choice: Optional[bool], predictor: Any) -> bool:
 
 def open_predictor(args: argparse.Namespace) -> Any:
     """The Predictor for --bundle / --checkpoint / the default bundle, with encoder threads for live use."""
-    from ..bundle import load_bundle
-    from ..predictor import Predictor, select_backend
-    from .segment import resolve_bundle
-
-    if getattr(args, "bundle", None) or getattr(args, "checkpoint", None):
-        bundle = resolve_bundle(args)
-    else:
-        from .demo import default_bundle
-
-        bundle = default_bundle()
+    bundle = resolve_bundle(args)
     options = {}
     name = select_backend(load_bundle(bundle), args.backend)
     if name in ("onnxruntime", "tflite"):
@@ -149,14 +137,6 @@ def open_predictor(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..camera.errors import SinkError
-    from ..camera.loop import LiveLoop
-    from ..camera.sinks import parse_sink
-    from ..camera.sources import open_source
-    from ..camera.tracker import Tracker
-    from ..bundle import write_json_atomic
-    from ..errors import EdgeSamError
-
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeSamError(f"--max-frames {args.max_frames} is not a positive number")
     if args.threads is not None and args.threads < 1:

@@ -11,8 +11,12 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..builders.default_bundle import checkpoint_bundle, default_bundle
 from ..cli import parse_floats
 from ..errors import EdgeSamError, OutputExists
+from ..imageio import read_image, write_image
+from ..overlay import color_for, draw_box, draw_mask, draw_points
+from ..predictor import Predictor
 
 HELP = "segment an image from point or box prompts and write an overlay"
 logger = logging.getLogger(__name__)
@@ -21,7 +25,7 @@ logger = logging.getLogger(__name__)
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """--bundle / --checkpoint / --backend, shared by the commands that run a model."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--bundle", metavar="DIR", help="bundle folder (default: the cached default bundle)")
+    g.add_argument("--bundle", metavar="DIR", help="bundle folder (default: the bundle of the weights in use; the demo model until you choose others)")
     g.add_argument("--checkpoint", metavar="PTH", help="official checkpoint; exported to a bundle in the cache first")
     p.add_argument("--backend", default="auto", help="backend name or 'auto' (default)")
 
@@ -43,21 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_bundle(args: argparse.Namespace) -> Path:
     """The bundle a command runs: --bundle, --checkpoint (exported into the cache) or the default."""
-    from ..cache import cache_dir, default_bundle
-
     if getattr(args, "bundle", None):
         return Path(args.bundle)
     if getattr(args, "checkpoint", None):
-        from ..bundle import sha256_file
-        from ..model.export import export_onnx
-
-        ckpt = Path(args.checkpoint)
-        if not ckpt.is_file():
-            raise EdgeSamError(f"checkpoint {args.checkpoint!r} does not exist")
-        out = cache_dir() / "bundles" / f"ckpt-{sha256_file(ckpt)[:12]}-s1024"
-        if not (out / "manifest.json").is_file():
-            export_onnx(str(ckpt), out, force=True)
-        return out
+        return checkpoint_bundle(args.checkpoint)
     return default_bundle()
 
 
@@ -97,8 +90,6 @@ def segment(image: np.ndarray, predictor: Any, prompts: Dict[str, Any], multimas
     Returns a dict with ``masks (K, C, H, W)`` bool, ``scores (K, C)``, ``best (K,)``,
     ``overlay`` HxWx3 uint8 and ``timings`` (ms).
     """
-    from ..overlay import color_for, draw_box, draw_mask, draw_points
-
     t0 = time.perf_counter()
     predictor.set_image(image)
     timings = dict(predictor.last_timings)
@@ -149,8 +140,6 @@ def report(result: Dict[str, Any], predictor: Any, as_json: bool, extra: Optiona
 
 
 def write_outputs(result: Dict[str, Any], output: Optional[str], masks_out: Optional[str]) -> None:
-    from ..imageio import write_image
-
     if output:
         write_image(output, result["overlay"])
     if masks_out:
@@ -158,9 +147,6 @@ def write_outputs(result: Dict[str, Any], output: Optional[str], masks_out: Opti
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..imageio import read_image
-    from ..predictor import Predictor
-
     prompts = parse_prompts(args.point, args.box)
     check_writable(args.output, args.force)
     check_writable(args.masks_out, args.force)

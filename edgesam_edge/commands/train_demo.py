@@ -1,7 +1,7 @@
 """`edgesam train-demo`: train the small demo checkpoint on synthetic scenes (CPU, an hour by default).
 
 Phase 1 trains the whole network (``--steps``); phase 2 tunes the decoder over the
-frozen encoder (``--decoder-steps``, see :mod:`edgesam_edge.model.train_decoder`);
+frozen encoder (``--decoder-steps``, see :mod:`edgesam_edge.model.train.phases`);
 phase 3 (``--tail-steps``) tunes the decoder with the encoder's last stage and neck.
 Without ``--steps`` the run fits ``--minutes`` (60): phase 1 times its first steps,
 then takes as many as fit beside the later phases, at most 3000.
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+from ..errors import EdgeSamError
 
 HELP = "train the small demo checkpoint on synthetic scenes (official key layout)"
 #: phase-2 steps of the packaged demo checkpoint (see edgesam_edge/data/MODEL_CARD.md)
@@ -62,7 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import EdgeSamError
     from ..model.train import TrainConfig, evaluate, train_demo
 
     if args.batch < 1:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Ty
 
 import numpy as np
 
-from ..errors import BackendUnavailable, EdgeSamError
+from ..errors import EdgeSamError
+from ..modules import module_version, require_module
 from ..names import LAYOUT_NCHW
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +45,8 @@ __all__ = [
     "backend_names",
     "available",
     "require_module",
+    "module_version",
+    "probe_modules",
 ]
 
 
@@ -216,26 +219,10 @@ def available() -> List[BackendInfo]:
     return infos
 
 
-def require_module(module: str, what: str, extra: str) -> Any:
-    """Import ``module`` or raise BackendUnavailable naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise BackendUnavailable(what, extra, str(exc)) from None
-
-
-def module_version(module: str) -> Optional[str]:
-    """The installed distribution version of ``module`` without importing it, or None."""
-    import importlib.util
-
-    if importlib.util.find_spec(module.split(".")[0]) is None:
-        return None
-    try:
-        from importlib.metadata import version
-
-        dist = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert",
-                "tflite_runtime": "tflite-runtime", "tensorrt": "tensorrt",
-                "cv2": "opencv-python-headless"}.get(module, module)
-        return version(dist)
-    except Exception:
-        return "unknown"
+def probe_modules(name: str, candidates: Tuple[Tuple[str, str], ...], extra: str) -> BackendInfo:
+    """A backend's probe: available with the first of ``(module, distribution)`` installed, else how to install."""
+    for module, dist in candidates:
+        version = module_version(module)
+        if version is not None:
+            return BackendInfo(name, True, f"installed ({dist})", version)
+    return BackendInfo(name, False, f"not installed: pip install \"edgesam-edge[{extra}]\"")

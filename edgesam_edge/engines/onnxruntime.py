@@ -8,10 +8,10 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import BundleError, EdgeSamError
-from ..names import DECODER_EMBEDDINGS, DECODER_OUTPUTS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, \
-    ENCODER_INPUT
-from ..sysinfo import physical_cores
-from .base import Backend, BackendInfo, Decoder, Encoder, module_version, register_backend, require_module
+from ..names import (DECODER_EMBEDDINGS, DECODER_OUTPUTS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, ENCODER_INPUT,
+                     EXACT_U8_SUFFIX)
+from ..sysinfo import int8_dot_saturates, physical_cores
+from .base import Backend, BackendInfo, Decoder, Encoder, probe_modules, register_backend, require_module
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ def open_session(path: str, threads: Optional[int] = None, providers: Optional[S
 
 class OnnxEncoder(Encoder):
     """Encoder on an ONNX Runtime session."""
-
     def __init__(self, session: Any) -> None:
         self.session = session
         inp = session.get_inputs()[0]
@@ -79,7 +78,6 @@ class OnnxEncoder(Encoder):
 
 class OnnxDecoder(Decoder):
     """Decoder on an ONNX Runtime session (dynamic B when the graph allows it)."""
-
     def __init__(self, session: Any) -> None:
         self.session = session
         names = {i.name for i in session.get_inputs()}
@@ -119,17 +117,13 @@ class OnnxRuntimeBackend(Backend):
     (232 vs 236 ms, noise); set_image + predict 300 -> 274 ms (benchmarks/README.md,
     "Thread spinning"). Back-to-back decoder calls (many objects, the
     camera loop) gain a little from spinning, so the decoder keeps it."""
-
     formats = ("onnx",)
     extra = EXTRA
     cpu_priority = 10
 
     @classmethod
     def probe(cls) -> BackendInfo:
-        version = module_version("onnxruntime")
-        if version is None:
-            return BackendInfo("onnxruntime", False, f"not installed: pip install \"edgesam-edge[{EXTRA}]\"")
-        return BackendInfo("onnxruntime", True, "installed", version)
+        return probe_modules(cls.name or "onnxruntime", (("onnxruntime", "onnxruntime"),), EXTRA)
 
     def open(self, bundle: Any, threads: Optional[int] = None, providers: Optional[List[Any]] = None,
              optimization: str = "all", spinning: Optional[bool] = None, **options: Any) -> Tuple[Encoder, Decoder]:
@@ -151,9 +145,6 @@ def runtime_artifact(bundle: Any, role: str) -> Any:
     (``encoder.u8u8.onnx``) for x86 CPUs without VNNI, where u8 x s8 saturates
     (:func:`edgesam_edge.sysinfo.int8_dot_saturates`).
     """
-    from ..names import EXACT_U8_SUFFIX
-    from ..sysinfo import int8_dot_saturates
-
     if bundle.precision != "int8" or not int8_dot_saturates():
         return bundle.artifact(role)
     artifacts = bundle.manifest.get("artifacts", {})

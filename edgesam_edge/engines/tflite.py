@@ -15,6 +15,7 @@ Only numpy and the LiteRT runtime are imported; nothing here needs torch.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from pathlib import Path
@@ -27,12 +28,12 @@ from ..names import (DECODER_INPUTS, DECODER_MASKS, DECODER_SCORES, ENCODER_INPU
                      LAYOUT_NHWC)
 from ..sysinfo import physical_cores
 from ..transforms import to_layout
-from .base import Backend, BackendInfo, Decoder, Encoder, module_version, register_backend
+from .base import Backend, BackendInfo, Decoder, Encoder, probe_modules, register_backend
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TFLiteBackend", "TFLiteEncoder", "TFLiteDecoder", "interpreter_class", "open_interpreter",
-           "open_models", "quantize_tflite", "EXTRA"]
+           "open_models", "EXTRA"]
 
 EXTRA = "tflite"
 #: Runtime modules, in order of preference.
@@ -44,8 +45,6 @@ PathLike = Union[str, Path]
 
 def interpreter_class() -> Any:
     """``ai_edge_litert.interpreter.Interpreter``, else ``tflite_runtime``'s; BackendUnavailable if neither."""
-    import importlib
-
     errors = []
     for name in RUNTIMES:
         try:
@@ -66,8 +65,6 @@ def open_interpreter(path: PathLike, threads: Optional[int] = None, xnnpack: boo
     cls = interpreter_class()
     kwargs: Dict[str, Any] = {"model_path": str(path), "num_threads": int(threads or physical_cores())}
     if not xnnpack:
-        import importlib
-
         resolver = importlib.import_module(cls.__module__).OpResolverType
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
@@ -80,7 +77,6 @@ def open_interpreter(path: PathLike, threads: Optional[int] = None, xnnpack: boo
 
 class _Signature:
     """Name-addressed access to an Interpreter's only signature, with cached input shapes."""
-
     def __init__(self, interpreter: Any, path: PathLike, inputs: Sequence[str], outputs: Sequence[str]) -> None:
         self.interpreter = interpreter
         self.path = path
@@ -161,7 +157,6 @@ class TFLiteEncoder(Encoder):
     take ``(1, 3, S, S)``. Both accept either layout here: an image in the other
     one is transposed first.
     """
-
     def __init__(self, interpreter: Any, path: PathLike = "encoder.tflite") -> None:
         self._sig = _Signature(interpreter, path, [ENCODER_INPUT], [ENCODER_OUTPUT])
         shape = [int(v) for v in self._sig.inputs[ENCODER_INPUT]["shape"]]
@@ -178,7 +173,6 @@ class TFLiteEncoder(Encoder):
 class TFLiteDecoder(Decoder):
     """Embedding + ``point_coords (B, N, 2)`` + ``point_labels (B, N)`` -> ``scores (B, 4)``,
     ``masks (B, 4, S/4, S/4)``, all float32; B and N dynamic (a new shape re-allocates once)."""
-
     def __init__(self, interpreter: Any, path: PathLike = "decoder.tflite") -> None:
         self._sig = _Signature(interpreter, path, list(DECODER_INPUTS), [DECODER_SCORES, DECODER_MASKS])
         signature = self._sig.inputs[DECODER_INPUTS[1]].get("shape_signature")
@@ -210,7 +204,6 @@ def open_models(encoder: PathLike, decoder: PathLike, threads: Optional[int] = N
 class TFLiteBackend(Backend):
     """LiteRT on the CPU with XNNPACK. Options: ``threads`` (default: physical cores),
     ``xnnpack`` (default True; False runs LiteRT's built-in kernels only)."""
-
     formats = ("tflite",)
     extra = EXTRA
     #: Above onnxruntime's 10: LiteRT FP32 was measured faster on the encoder (1.3x) and the
@@ -219,11 +212,7 @@ class TFLiteBackend(Backend):
 
     @classmethod
     def probe(cls) -> BackendInfo:
-        for module, dist in (("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime")):
-            version = module_version(module)
-            if version is not None:
-                return BackendInfo("tflite", True, f"installed ({dist})", version)
-        return BackendInfo("tflite", False, f"not installed: pip install \"edgesam-edge[{EXTRA}]\"")
+        return probe_modules(cls.name or "tflite", (("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime")), EXTRA)
 
     def open(self, bundle: Any, threads: Optional[int] = None, xnnpack: bool = True,
              **options: Any) -> Tuple[Encoder, Decoder]:
@@ -235,11 +224,3 @@ class TFLiteBackend(Backend):
             raise BundleError(f"bundle {bundle.root} is a {bundle.format!r} bundle; the tflite backend opens "
                               "tflite bundles (`edgesam export --format tflite`)")
         return open_models(bundle.artifact("encoder"), bundle.artifact("decoder"), threads, bool(xnnpack))
-
-
-def quantize_tflite(bundle: Any, out: Any, data: Any, method: str = "minmax", target_iou: float = 0.9,
-                    force: bool = False, options: Any = None) -> Any:
-    """INT8 LiteRT bundle from an FP32 one; see :func:`edgesam_edge.calibration.quantize_tflite.quantize_tflite`."""
-    from ..calibration.quantize_tflite import quantize_tflite as _quantize
-
-    return _quantize(bundle, out, data, method=method, target_iou=target_iou, force=force, options=options)

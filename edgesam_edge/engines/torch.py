@@ -36,7 +36,7 @@ class TorchDecoder(Decoder):
 
     def __init__(self, model: Any, score: str = "stability") -> None:
         self.torch = require_module("torch", "PyTorch", EXTRA)
-        from ..model.export import DeployDecoder
+        from ..model.deploy import DeployDecoder
 
         self.module = DeployDecoder(model, score).eval()
 

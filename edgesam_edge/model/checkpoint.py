@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Tuple, Union
 
 import torch
 
@@ -77,3 +77,9 @@ def load_into(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], sourc
             parts.append(f"{len(shapes)} mis-shaped: {few(shapes)}")
         raise CheckpointError(f"{source} is not an EdgeSAM checkpoint: " + "; ".join(parts))
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()}, strict=True)
+
+
+def read_shapes_torch(path: Union[str, Path]) -> Dict[str, Tuple[int, ...]]:
+    """Tensor name -> shape with ``torch.load(weights_only=True)``: a reader for
+    :func:`edgesam_edge.weights.verify` that also reads legacy (pre-zip) PyTorch files."""
+    return {str(k): tuple(int(d) for d in v.shape) for k, v in read_state_dict(path).items()}

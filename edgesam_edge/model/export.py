@@ -16,79 +16,37 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..bundle import Bundle, add_artifact, sha256_file, staging_dir
 from ..errors import EdgeSamError, ExportError
-from ..names import (AXIS_OBJECTS, AXIS_POINTS, DECODER_EMBEDDINGS, DECODER_INPUTS, DECODER_MASKS,
-                     DECODER_OUTPUTS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, DECODER_SCORES,
-                     DEFAULT_INPUT_SIZE, EMBED_DIM, EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT,
-                     SCORE_TYPES, STABILITY_SCORE_OFFSET, UPSAMPLE_MODES)
+from ..names import (AXIS_OBJECTS, AXIS_POINTS, DECODER_EMBEDDINGS, DECODER_INPUTS, DECODER_MASKS, DECODER_OUTPUTS,
+                     DECODER_POINT_COORDS, DECODER_POINT_LABELS, DECODER_SCORES, DEFAULT_INPUT_SIZE, EMBED_DIM,
+                     EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT, SCORE_TYPES, UPSAMPLE_MODES)
 from ..sysinfo import package_versions
 from .build import build_edge_sam
+from .deploy import DeployDecoder, DeployEncoder
 from .reparam import reparameterize
 from .sam import Sam
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+#: What ``export_onnx(precision=...)`` accepts: "fp16" stores weights as float16, computes in float32.
+ONNX_PRECISIONS = ("fp32", "fp16")
+#: Initializers smaller than this stay float32 under fp16 storage (biases, scalars, shape constants).
+FP16_MIN_ELEMENTS = 64
 #: Ops that TensorRT 10's ONNX parser rejects or handles only with static shapes.
 TENSORRT_UNFRIENDLY_OPS = frozenset({"OneHot", "Tile", "ScatterND", "ScatterElements", "NonZero", "Loop", "If"})
 
 
-class DeployEncoder(nn.Module):
-    """``image (1, 3, S, S)`` -> ``image_embeddings (1, 256, S/16, S/16)``."""
-
-    def __init__(self, model: Sam) -> None:
-        super().__init__()
-        self.image_encoder = model.image_encoder
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.image_encoder(image)
-
-
-class DeployDecoder(nn.Module):
-    """The official deployment decoder: embeddings + labelled points -> scores, masks.
-
-    Inputs: ``image_embeddings (1, 256, S/16, S/16)``, ``point_coords (B, N, 2)``
-    in the S x S input frame, ``point_labels (B, N)`` float (1 positive, 0
-    negative, 2/3 box corners, -1 padding). Outputs: ``scores (B, 4)`` (stability
-    score or IoU head), ``masks (B, 4, S/4, S/4)`` logits.
-    """
-
-    def __init__(self, model: Sam, score: str = "stability") -> None:
-        super().__init__()
-        if score not in SCORE_TYPES:
-            raise EdgeSamError(f"score {score!r} is not one of {SCORE_TYPES}")
-        self.prompt_encoder = model.prompt_encoder
-        self.mask_decoder = model.mask_decoder
-        self.use_stability = score == "stability"
-        self.threshold = float(model.mask_threshold)
-        with torch.no_grad():
-            self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().clone(), persistent=False)
-
-    def forward(
-        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        sparse = self.prompt_encoder.embed_labelled_points(point_coords, point_labels)
-        dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
-        if self.use_stability:
-            hi = (masks > self.threshold + STABILITY_SCORE_OFFSET).float().sum((-1, -2))
-            lo = (masks > self.threshold - STABILITY_SCORE_OFFSET).float().sum((-1, -2))
-            scores = hi / lo
-        else:
-            scores = iou
-        return scores, masks
-
-
 def _export(module: nn.Module, args: Tuple[torch.Tensor, ...], path: Path, inputs, outputs, dynamic, opset: int) -> None:
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about constants, all expected here
@@ -195,6 +153,39 @@ def export_models(
     return {"encoder": enc_path.name, "decoder": dec_path.name}
 
 
+def store_weights_fp16(path: Path) -> int:
+    """Store a graph's float32 weights as float16, each followed by a Cast back to float32.
+
+    Initializers of at least :data:`FP16_MIN_ELEMENTS` elements become float16;
+    everything the graph computes stays float32 (a runtime folds the Casts when
+    it loads the graph). Rewrites ``path`` in place; returns the bytes saved.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    before = path.stat().st_size
+    kept, casts = [], []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < FP16_MIN_ELEMENTS:
+            kept.append(init)
+            continue
+        half_name = init.name + "__fp16"
+        half = numpy_helper.to_array(init).astype(np.float16)
+        kept.append(numpy_helper.from_array(half, half_name))
+        casts.append(helper.make_node("Cast", [half_name], [init.name], to=onnx.TensorProto.FLOAT,
+                                      name=init.name + "__to_fp32"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return before - path.stat().st_size
+
+
 def check_export_options(input_size: int, upsample: str, score: str) -> None:
     """One-line EdgeSamError for a bad input size, upsampling mode or score type (any exporter)."""
     if upsample not in UPSAMPLE_MODES:
@@ -235,8 +226,9 @@ def export_onnx(
     simplify: bool = True,
     force: bool = False,
     seed: Optional[int] = None,
+    precision: str = "fp32",
 ) -> Bundle:
-    """Export a checkpoint to an FP32 ONNX bundle folder.
+    """Export a checkpoint to an ONNX bundle folder (float32 arithmetic).
 
     Args:
         checkpoint: official ``edge_sam.pth``/``edge_sam_3x.pth`` (or safetensors);
@@ -248,6 +240,8 @@ def export_onnx(
         opset: ONNX opset.
         reparameterize: fold BatchNorm and RepVGG branches (False gives the plain official-style graph).
         simplify: constant-fold and simplify with onnxslim.
+        precision: "fp32", or "fp16": weights stored as float16 (half the file size), cast back to
+            float32 when the runtime loads the graph, so inputs, outputs and arithmetic stay float32.
 
     Returns:
         The written :class:`~edgesam_edge.bundle.Bundle`.
@@ -255,6 +249,9 @@ def export_onnx(
     check_export_options(input_size, upsample, score)
     if not isinstance(opset, int) or not 13 <= opset <= 21:
         raise EdgeSamError(f"--opset {opset!r} is not between 13 and 21")
+    if precision not in ONNX_PRECISIONS:
+        raise EdgeSamError(f"--precision {precision!r} is not one of {', '.join(ONNX_PRECISIONS)} for --format onnx "
+                           "(int8: `edgesam calibrate BUNDLE`; TensorRT fp16: `edgesam build`)")
     model, source = build_for_export(checkpoint, input_size, upsample, seed)
     versions = package_versions(["edgesam_edge", "torch", "onnx", "onnxruntime", "numpy"])
     try:
@@ -266,12 +263,16 @@ def export_onnx(
     with staging_dir(out_dir, force=force) as tmp:
         files = export_models(model, tmp, score=score, opset=opset,
                               reparameterize_encoder=reparameterize, simplify=simplify)
+        if precision == "fp16":
+            for name in files.values():
+                store_weights_fp16(tmp / name)
         manifest = Bundle.new_manifest(
-            fmt="onnx", backend="onnxruntime", precision="fp32", input_size=input_size,
+            fmt="onnx", backend="onnxruntime", precision=precision, input_size=input_size,
             upsample=upsample, score=score, source=source, versions=versions,
         )
         manifest["opset"] = opset
         manifest["reparameterized"] = bool(reparameterize)
+        manifest["weights"] = "float16 (Cast to float32 at load)" if precision == "fp16" else "float32"
         for role, name in files.items():
             add_artifact(manifest, tmp, role, name)
         Bundle(tmp, manifest).save_manifest()

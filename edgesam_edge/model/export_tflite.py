@@ -49,8 +49,9 @@ import torch
 from torch import nn
 
 from ..bundle import Bundle, add_artifact, staging_dir
-from ..engines.base import require_module
+from ..engines.tflite import open_models
 from ..errors import BackendUnavailable, EdgeSamError, ExportError, first_line
+from ..modules import require_module
 from ..names import (DECODER_EMBEDDINGS, DECODER_MASKS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, DECODER_SCORES,
                      DEFAULT_INPUT_SIZE, EMBED_DIM, EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT, LAYOUT_NHWC,
                      MASK_STRIDE, NUM_MASK_TOKENS)
@@ -317,8 +318,6 @@ def _check_bundle_models(model: Sam, root: Path, score: str, precision: str) -> 
     The decoder is run on a prompt batch whose B and N differ from the traced ones,
     which catches a shape baked into the graph. Returns the max abs differences.
     """
-    from ..engines.tflite import open_models
-
     try:
         encoder, decoder = open_models(root / "encoder.tflite", root / "decoder.tflite", threads=None)
     except BackendUnavailable as exc:

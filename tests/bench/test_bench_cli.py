@@ -140,23 +140,20 @@ def test_unwritable_output(small_bundle, tmp_path, capsys, monkeypatch):
     assert err.startswith("error: --json") and "not writable" in err
 
 
-def test_no_bundle_benchmarks_the_default_bundle(small_bundle, tmp_path, monkeypatch):
-    import edgesam_edge.commands.demo as demo
+def test_no_bundle_benchmarks_the_default_bundle(tmp_path, monkeypatch):
+    from edgesam_edge.defaults import demo_bundle
 
-    monkeypatch.setattr(demo, "default_bundle", lambda: Path(small_bundle))
+    monkeypatch.delenv("EDGESAM_CHECKPOINT", raising=False)
+    monkeypatch.setenv("EDGESAM_CONFIG_DIR", str(tmp_path / "config"))
     out_json = tmp_path / "d.json"
     assert main(["-q", "bench", "--runs", "1", "--warmup", "0", "--objects", "1", "--json", str(out_json)]) == 0
     report = json.loads(out_json.read_text())
     assert report["settings"]["bundles"][0]["name"] == "default"
-    assert report["settings"]["bundles"][0]["path"] == str(small_bundle)
+    assert report["settings"]["bundles"][0]["path"] == str(demo_bundle())
     assert "load_average" in report["settings"]
 
 
 def test_live_loop_is_measured_headless(small_bundle, tmp_path):
-    from edgesam_edge.bench.live import live_available
-
-    if live_available():
-        pytest.fail(f"the camera loop ships with the package but is not found: {live_available()}")
     out_json = tmp_path / "live.json"
     rc = main(["-q", "bench", str(small_bundle), "--runs", "1", "--warmup", "0", "--objects", "1",
                "--live", "synthetic://?size=160x120&fps=30&objects=1&seed=0", "--live-frames", "10",

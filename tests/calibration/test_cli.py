@@ -94,13 +94,13 @@ CASES = ["empty_images", "unreadable_images", "too_few_images", "missing_images"
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_exit_2_and_nothing_written(case: str, work, photo_dir: Path, tmp_path: Path, capsys,
                                               monkeypatch) -> None:
-    if case == "tflite_unavailable":  # whether or not a LiteRT quantiser exists in this checkout
+    if case == "tflite_unavailable":  # whether or not ai-edge-quantizer is installed here
         import importlib
 
         real = importlib.import_module
 
         def fake_import(name, *a, **k):
-            if name == "edgesam_edge.engines.tflite":
+            if name == "ai_edge_quantizer":
                 err = ModuleNotFoundError(f"No module named {name!r}")
                 err.name = name
                 raise err

@@ -11,8 +11,9 @@ import onnx
 import pytest
 
 from edgesam_edge.bundle import load_bundle
-from edgesam_edge.calibration.pipeline import CalibrateOptions, _EncoderSearch, calibrate
+from edgesam_edge.calibration.pipeline import CalibrateOptions, calibrate
 from edgesam_edge.calibration.quantize_onnx import qdq_summary
+from edgesam_edge.calibration.search import EncoderSearch
 from edgesam_edge.predictor import Predictor
 
 
@@ -84,7 +85,7 @@ def test_full_curve_and_sensitivity(tiny_bundle: Path, photo_dir: Path, tmp_path
     assert cal["decoder"] == {"precision": "fp32"} and "decoder_qdq" not in out.manifest["artifacts"]
 
 
-class _FakeSearch(_EncoderSearch):
+class _FakeSearch(EncoderSearch):
     """The search policy alone: IoU grows with the number of float blocks."""
 
     def __init__(self, n: int, ious: List[float]) -> None:  # noqa: D401 - no super().__init__

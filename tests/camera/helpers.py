@@ -1,4 +1,4 @@
-"""Test doubles for the camera loop: a box 'predictor', fault-injecting readers."""
+"""Test doubles for the camera loop: a box 'predictor', fault-injecting and counting readers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from edgesam_edge.camera.sources import Reader
+from edgesam_edge.camera.errors import SourceError
+from edgesam_edge.camera.readers import Reader
 
 
 class BoxPredictor:
@@ -73,8 +74,6 @@ class FaultyReader(Reader):
         self.release = threading.Event()
 
     def open(self) -> None:
-        from edgesam_edge.camera.errors import SourceError
-
         if self.opens > 0 and not self.recover:
             raise SourceError(f"cannot open {self.name}: unplugged")
         self.opens += 1
@@ -96,6 +95,40 @@ class FaultyReader(Reader):
     def close(self) -> None:
         self.closes += 1
         self.release.set()
+
+
+class CountingReader(Reader):
+    """Wraps a reader and counts the frames it served, so a test can wait for the capture thread
+    (:meth:`wait_served`) instead of sleeping and hoping it got that far."""
+
+    def __init__(self, inner: Reader) -> None:
+        self.inner = inner
+        self.name, self.paced, self.live, self.fps = inner.name, inner.paced, inner.live, inner.fps
+        self.served = 0
+        self.exhausted = False
+        self._cond = threading.Condition()
+
+    def open(self) -> None:
+        self.inner.open()
+        self.fps = self.inner.fps
+
+    def read(self) -> Optional[Tuple[np.ndarray, Any]]:
+        item = self.inner.read()
+        with self._cond:
+            if item is None:
+                self.exhausted = True
+            else:
+                self.served += 1
+            self._cond.notify_all()
+        return item
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def wait_served(self, n: int, timeout: float = 60.0) -> bool:
+        """Wait until ``n`` frames were served or the reader ran out; False only on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.served >= n or self.exhausted, timeout)
 
 
 def thread_names() -> List[str]:

@@ -8,8 +8,9 @@ from edgesam_edge.camera import rle
 from edgesam_edge.camera.loop import LiveLoop, Prompt, gt_boxes
 from edgesam_edge.camera.oracle import GroundTruthOracle
 from edgesam_edge.camera.sinks import JsonlSink, Sink, UserEvent, VideoSink
-from edgesam_edge.camera.sources import make_reader, open_source
+from edgesam_edge.camera.source import open_source
 from edgesam_edge.camera.tracker import Tracker
+from edgesam_edge.camera.uri import make_reader
 from edgesam_edge.errors import EdgeSamError, InvalidPrompt
 
 SRC = "synthetic://?size=160x120&fps=60&objects=3&seed=2"

@@ -10,7 +10,7 @@ import pytest
 from edgesam_edge.camera.errors import SinkError
 from edgesam_edge.camera.mjpeg import MjpegSink
 from edgesam_edge.camera.sinks import parse_sink
-from edgesam_edge.camera.sources import Frame
+from edgesam_edge.camera.frame import Frame
 
 
 @pytest.fixture
@@ -18,6 +18,7 @@ def served():
     """An MJPEG sink on a free localhost port, fed a 320x240 frame every 20 ms."""
     sink = MjpegSink("127.0.0.1", 0)
     sink.prepare()
+    assert sink.running
     sink.open((320, 240), 30)
     stop = threading.Event()
 
@@ -36,7 +37,7 @@ def served():
     stop.set()
     t.join()
     sink.close()
-    assert sink._thread is None
+    assert not sink.running
 
 
 def wait_event(sink, timeout=10.0):

@@ -3,7 +3,7 @@ import pytest
 
 from edgesam_edge.camera.flow import mask_box
 from edgesam_edge.camera.oracle import GroundTruthOracle
-from edgesam_edge.camera.sources import Frame
+from edgesam_edge.camera.frame import Frame
 from edgesam_edge.camera.synthetic import SyntheticScene
 from edgesam_edge.camera.tracker import LOST, PENDING, TRACKED, Tracker
 from edgesam_edge.errors import EdgeSamError, InvalidPrompt
@@ -222,8 +222,8 @@ def test_history_is_bounded():
     tracker.step(clip.frame(0), encode=True)
     for i in range(1, 40):
         tracker.step(clip.frame(i))
-    for obj in tracker._objects.values():
-        assert len(obj.history) <= 10 and len(obj.motion) <= 10
+    assert sorted(tracker.history_sizes) == [1, 2]
+    assert all(n == 10 for n in tracker.history_sizes.values())
     # an embedding older than the history is skipped, not misapplied
     assert tracker.refine(clip.oracle.encode(clip.frame(5).image), 5) == 0
 

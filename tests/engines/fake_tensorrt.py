@@ -1,4 +1,4 @@
-"""A stand-in for the ``tensorrt`` module and a CUDA device, for tests on machines without a GPU.
+"""Stand-ins for the ``tensorrt`` module and for cuda-python, for tests on machines without a GPU.
 
 It implements the parts of the TensorRT 10/11 Python API that edgesam-edge
 uses (Builder, network, OnnxParser, builder config, optimisation profile,
@@ -8,78 +8,125 @@ Runtime, engine, execution context with ``set_input_shape`` /
 reads and writes the fake device memory at the addresses the runtime set. It
 checks the runtime's plumbing (shapes, addresses, copies, buffer reuse,
 manifests), not TensorRT itself.
+
+The GPU is a fake ``cuda.bindings.runtime`` (cuda-python's runtime API): the
+package's own cuda-python binding runs on it, with real pinned host memory and
+device memory held as numpy arrays. :func:`install_tensorrt` and
+:func:`install_cuda` put them in ``sys.modules`` for one test, as a device
+install would.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.machinery
 import json
 import struct
+import sys
 import types
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgesam_edge.engines.cuda_memory import CudaApi
-
 PLAN_MAGIC = b"FAKEPLAN"
+#: Device memory: fake address -> bytes (shared by the fake CUDA runtime and the fake execution context).
+DEVICE_MEMORY: Dict[int, np.ndarray] = {}
 
 
 # -- device ---------------------------------------------------------------------------------------
 
-class FakeCuda(CudaApi):
-    """Device memory as numpy arrays keyed by fake addresses."""
+def _module(name: str, package: bool = False) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=package)
+    return mod
 
-    name = "fake-cuda"
-    memory: Dict[int, np.ndarray] = {}  # shared with the fake execution context (tests only)
 
-    def __init__(self, device: int = 0, gpu: str = "Orin (nvgpu)", cc: str = "8.7") -> None:
-        super().__init__(device)
-        self.gpu, self.cc = gpu, cc
+class FakeCudaRuntime(types.ModuleType):
+    """cuda-python's ``cuda.bindings.runtime`` for one GPU: calls return ``(error, value...)`` tuples.
+
+    Counts device and pinned allocations (``device_allocs``, ``pinned_allocs``) so tests can see
+    buffers being reused.
+    """
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost = 1, 2
+
+    def __init__(self, gpu: str = "Orin (nvgpu)", cc: str = "8.7", count: int = 1) -> None:
+        super().__init__("cuda.bindings.runtime")
+        self.__spec__ = importlib.machinery.ModuleSpec("cuda.bindings.runtime", None)
+        self.gpu, self.cc, self.count = gpu, cc, count
         self.device_allocs = 0
         self.pinned_allocs = 0
         self.copies = 0
+        self._pinned: Dict[int, np.ndarray] = {}  # keeps pinned host memory alive until cudaFreeHost
         self._next = 0x1000
 
-    def device_facts(self) -> Dict[str, Any]:
-        return {"gpu": self.gpu, "compute_capability": self.cc}
+    def cudaGetErrorString(self, err: int) -> Tuple[int, bytes]:
+        return (0, f"fake CUDA error {err}".encode())
 
-    def create_stream(self) -> Any:
-        return object()
+    def cudaGetDeviceCount(self) -> Tuple[int, int]:
+        return (0, self.count)
 
-    def stream_handle(self, stream: Any) -> int:
-        return 42
+    def cudaSetDevice(self, device: int) -> Tuple[int]:
+        return (0,) if 0 <= device < self.count else (101,)
 
-    def synchronize(self, stream: Any) -> None:
-        pass
+    def cudaGetDeviceProperties(self, device: int) -> Tuple[int, Any]:
+        major, minor = (int(x) for x in self.cc.split("."))
+        return (0, types.SimpleNamespace(name=self.gpu.encode() + b"\0\0", major=major, minor=minor))
 
-    def alloc_device(self, nbytes: int) -> Any:
+    def cudaStreamCreate(self) -> Tuple[int, int]:
+        return (0, 42)
+
+    def cudaStreamSynchronize(self, stream: int) -> Tuple[int]:
+        return (0,)
+
+    def cudaStreamDestroy(self, stream: int) -> Tuple[int]:
+        return (0,)
+
+    def cudaMalloc(self, nbytes: int) -> Tuple[int, int]:
         self.device_allocs += 1
         ptr = self._next
         self._next += int(nbytes) + 256
-        FakeCuda.memory[ptr] = np.zeros(int(nbytes), np.uint8)
-        return ptr
+        DEVICE_MEMORY[ptr] = np.zeros(int(nbytes), np.uint8)
+        return (0, ptr)
 
-    def pointer(self, device_buffer: Any) -> int:
-        return int(device_buffer)
+    def cudaFree(self, ptr: int) -> Tuple[int]:
+        DEVICE_MEMORY.pop(int(ptr), None)
+        return (0,)
 
-    def free_device(self, device_buffer: Any) -> None:
-        FakeCuda.memory.pop(int(device_buffer), None)
-
-    def alloc_pinned(self, nbytes: int) -> np.ndarray:
+    def cudaMallocHost(self, nbytes: int) -> Tuple[int, int]:
         self.pinned_allocs += 1
-        return np.zeros(int(nbytes), np.uint8)
+        host = np.zeros(int(nbytes), np.uint8)
+        self._pinned[host.ctypes.data] = host
+        return (0, host.ctypes.data)
 
-    def free_pinned(self, host: np.ndarray) -> None:
-        pass
+    def cudaFreeHost(self, ptr: int) -> Tuple[int]:
+        self._pinned.pop(int(ptr), None)
+        return (0,)
 
-    def copy_to_device(self, device_buffer: Any, host: np.ndarray, nbytes: int, stream: Any) -> None:
+    def cudaMemcpyAsync(self, dst: int, src: int, nbytes: int, kind: int, stream: int) -> Tuple[int]:
         self.copies += 1
-        FakeCuda.memory[int(device_buffer)][:nbytes] = host[:nbytes]
+        if kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice:
+            DEVICE_MEMORY[int(dst)][:nbytes] = np.frombuffer(ctypes.string_at(int(src), int(nbytes)), np.uint8)
+        else:
+            ctypes.memmove(int(dst), DEVICE_MEMORY[int(src)].ctypes.data, int(nbytes))
+        return (0,)
 
-    def copy_to_host(self, host: np.ndarray, device_buffer: Any, nbytes: int, stream: Any) -> None:
-        self.copies += 1
-        host[:nbytes] = FakeCuda.memory[int(device_buffer)][:nbytes]
+
+def install_cuda(monkeypatch: Any, runtime: Optional[FakeCudaRuntime] = None) -> FakeCudaRuntime:
+    """Make ``runtime`` (default: a new one) the installed cuda-python for the rest of the test."""
+    runtime = runtime if runtime is not None else FakeCudaRuntime()
+    monkeypatch.setitem(sys.modules, "cuda", _module("cuda", package=True))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", _module("cuda.bindings", package=True))
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", runtime)
+    return runtime
+
+
+def install_tensorrt(monkeypatch: Any, version: str = "10.3.0.30", **options: Any) -> types.ModuleType:
+    """Make a fake ``tensorrt`` (see :func:`make_tensorrt`) the installed one for the rest of the test."""
+    trt = make_tensorrt(version, **options)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt
 
 
 # -- tensorrt ----------------------------------------------------------------------------------------
@@ -244,12 +291,12 @@ def make_tensorrt(version: str = "10.3.0.30", weak_flags: Optional[bool] = None,
             for n in self.engine.input_names:
                 dt = np.dtype(self.engine.dtype(n))
                 count = int(np.prod(self.shapes[n]))
-                raw = FakeCuda.memory[self.addresses[n]][: count * dt.itemsize]
+                raw = DEVICE_MEMORY[self.addresses[n]][: count * dt.itemsize]
                 feeds[n] = raw.view(dt).reshape(self.shapes[n]).copy()
             outs = self.engine.session.run(None, feeds)
             for n, o in zip(self.engine.output_names, outs):
                 o = np.ascontiguousarray(o)
-                FakeCuda.memory[self.addresses[n]][: o.nbytes] = o.reshape(-1).view(np.uint8)
+                DEVICE_MEMORY[self.addresses[n]][: o.nbytes] = o.reshape(-1).view(np.uint8)
             return True
 
     class Engine:

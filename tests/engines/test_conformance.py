@@ -4,19 +4,24 @@ Each case opens an Encoder and a Decoder and is checked for shapes, dtypes,
 dynamic prompt batches (B objects, N points) and agreement with the FP32 ONNX
 bundle on ONNX Runtime (itself checked against the original outputs in
 tests/test_predictor.py). A case whose backend is not installed is skipped
-with the reason the registry gives.
+with the reason the registry gives. A case with ``install`` first puts
+stand-ins for missing packages in place (TensorRT: tests/engines/fake_tensorrt.py,
+which checks the runtime's plumbing, not TensorRT's numerics).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import pytest
 
 from edgesam_edge import Predictor
+from edgesam_edge.builders.tensorrt import build_engines
 from edgesam_edge.engines.base import available
+
+from .fake_tensorrt import install_cuda, install_tensorrt
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class Case:
     min_iou: float
     #: max abs difference of low-res logits (None: not compared, e.g. int8)
     logits_atol: float = None
+    #: puts stand-ins for packages this machine lacks in place (called with a MonkeyPatch)
+    install: Optional[Callable[[pytest.MonkeyPatch], None]] = None
 
 
 def _onnx_fp32(ctx):
@@ -43,12 +50,25 @@ def _bundle(fixture: str, backend: str):
     return lambda ctx: Predictor.load(ctx["fixture"](fixture), backend=backend)
 
 
+def _fake_tensorrt_device(mp: pytest.MonkeyPatch) -> None:
+    install_tensorrt(mp, "10.3.0.30")
+    install_cuda(mp)
+
+
+def _tensorrt_engines(ctx):
+    """Engines built from the FP32 ONNX bundle by ``edgesam build``'s builder, opened by the runtime."""
+    out = ctx["fixture"]("tmp_path_factory").mktemp("tensorrt") / "fp16"
+    return Predictor.load(build_engines(ctx["bundle"], out, "fp16").root, backend="tensorrt")
+
+
 CASES = [
     Case("onnxruntime", "fp32", _onnx_fp32, 0.999, 1e-3),
     Case("onnxruntime", "int8", _bundle("onnx_int8_bundle", "onnxruntime"), 0.8),
     Case("torch", "fp32", _torch_reference, 0.99, 2e-2),
     Case("tflite", "fp32", _bundle("tflite_bundle", "tflite"), 0.999, 1e-3),
     Case("tflite", "int8", _bundle("tflite_int8_bundle", "tflite"), 0.8),
+    # the fake TensorRT 10 runs the FP32 graph on ONNX Runtime: as close as the FP32 bundle
+    Case("tensorrt", "fp16", _tensorrt_engines, 0.999, 1e-3, install=_fake_tensorrt_device),
 ]
 
 
@@ -63,15 +83,19 @@ def ctx(request, onnx_bundle, reference_checkpoint, reference_images):
             "baseline": baseline, "fixture": request.getfixturevalue}
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c.backend}-{c.precision}")
+@pytest.fixture(scope="module", params=CASES,
+                ids=lambda c: f"{c.backend}-{c.precision}" + ("-fake" if c.install else ""))
 def case(request, ctx):
     c = request.param
-    info = {b.name: b for b in available()}.get(c.backend)
-    if info is None or not info.available:
-        pytest.skip(f"backend {c.backend} is not installed here: {info.reason if info else 'not registered'}")
-    pred = c.open(ctx)
-    yield c, pred
-    pred.close()
+    with pytest.MonkeyPatch.context() as mp:
+        if c.install is not None:
+            c.install(mp)
+        info = {b.name: b for b in available()}.get(c.backend)
+        if info is None or not info.available:
+            pytest.skip(f"backend {c.backend} is not installed here: {info.reason if info else 'not registered'}")
+        pred = c.open(ctx)
+        yield c, pred
+        pred.close()
 
 
 def test_encoder_shapes_and_agreement(case, ctx):

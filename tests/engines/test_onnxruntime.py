@@ -50,20 +50,20 @@ def _int8_bundle(root: Path, roles: Sequence[str], precision: str = "int8") -> B
 @pytest.mark.parametrize("saturates, expected", [(True, "encoder.u8u8.onnx"), (False, "encoder.onnx")])
 def test_int8_graph_for_this_cpu(tmp_path: Path, monkeypatch, saturates: bool, expected: str) -> None:
     """x86 without VNNI opens the u8 x u8 graph (its u8 x s8 kernels saturate); other CPUs the u8 x s8 one."""
-    from edgesam_edge import sysinfo
+    from edgesam_edge.engines import onnxruntime as ort_engine
     from edgesam_edge.engines.onnxruntime import runtime_artifact
 
-    monkeypatch.setattr(sysinfo, "int8_dot_saturates", lambda info=None: saturates)
+    monkeypatch.setattr(ort_engine, "int8_dot_saturates", lambda info=None: saturates)
     b = _int8_bundle(tmp_path, ["encoder", "decoder", "encoder_u8u8"])
     assert runtime_artifact(b, "encoder").name == expected
     assert runtime_artifact(b, "decoder").name == "decoder.onnx"  # a float decoder has one graph
 
 
 def test_old_int8_bundle_on_a_cpu_without_vnni_warns(tmp_path: Path, monkeypatch, caplog) -> None:
-    from edgesam_edge import sysinfo
+    from edgesam_edge.engines import onnxruntime as ort_engine
     from edgesam_edge.engines.onnxruntime import runtime_artifact
 
-    monkeypatch.setattr(sysinfo, "int8_dot_saturates", lambda info=None: True)
+    monkeypatch.setattr(ort_engine, "int8_dot_saturates", lambda info=None: True)
     with caplog.at_level("WARNING"):
         assert runtime_artifact(_int8_bundle(tmp_path, ["encoder", "decoder"]), "encoder").name == "encoder.onnx"
     assert "no VNNI" in caplog.text and "calibrate it again" in caplog.text

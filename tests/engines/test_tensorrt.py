@@ -4,8 +4,8 @@ There is no GPU (and no TensorRT) on the CI machine. Tested here: the decoder's
 optimisation profile, precision plans for TensorRT 10 and 11, the float16 ONNX
 conversion (run in ONNX Runtime), Q/DQ detection, manifests and device/version
 refusal, truncated engines, the error when tensorrt is absent, the CLI, and the
-build/run plumbing against a fake ``tensorrt`` module and fake CUDA memory
-(tests/engines/fake_tensorrt.py). The one test that builds and runs real
+build/run plumbing against a fake ``tensorrt`` module and a fake cuda-python
+runtime (tests/engines/fake_tensorrt.py). The one test that builds and runs real
 engines is skipped unless TensorRT is installed.
 """
 
@@ -29,13 +29,14 @@ from onnx import numpy_helper as nh  # noqa: E402
 from edgesam_edge import Predictor  # noqa: E402
 from edgesam_edge.bundle import MANIFEST, Bundle, add_artifact, load_bundle, write_json_atomic  # noqa: E402
 from edgesam_edge.cli import main  # noqa: E402
-from edgesam_edge.engines import cuda_memory  # noqa: E402
+from edgesam_edge.builders import tensorrt as B  # noqa: E402
+from edgesam_edge.builders.onnx_precision import convert_to_fp16, has_qdq  # noqa: E402
 from edgesam_edge.engines import tensorrt as T  # noqa: E402
+from edgesam_edge.engines.tensorrt import cuda_memory  # noqa: E402
 from edgesam_edge.errors import (BackendUnavailable, BundleError, EdgeSamError, ExportError,  # noqa: E402
                                  InvalidPrompt, OutputExists)
-from edgesam_edge.onnx_precision import convert_to_fp16, has_qdq  # noqa: E402
 
-from .fake_tensorrt import FakeCuda, make_tensorrt  # noqa: E402
+from .fake_tensorrt import FakeCudaRuntime, install_cuda, install_tensorrt, make_tensorrt  # noqa: E402
 
 S = 64  # input size of the tiny test graphs: embeddings 4x4, masks 16x16
 
@@ -168,32 +169,32 @@ def qdq_bundle_tiny(tmp_path) -> Path:
 
 @pytest.fixture
 def fake_device(monkeypatch):
-    """Install a fake TensorRT (version chosen by the test) and a fake CUDA device."""
-    state = {"cuda": FakeCuda()}
+    """A fake cuda-python with one GPU installed; ``install(version)`` adds a fake TensorRT, ``gpu(...)``
+    swaps the GPU."""
+    state = {"cuda": install_cuda(monkeypatch)}
 
     def install(version: str = "10.3.0.30", **kw):
-        trt = make_tensorrt(version, **kw)
-        monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        state["trt"] = trt
-        return trt
+        state["trt"] = install_tensorrt(monkeypatch, version, **kw)
+        return state["trt"]
 
-    monkeypatch.setattr(cuda_memory, "open_cuda", lambda device=0, prefer=None: state["cuda"])
-    monkeypatch.setattr(cuda_memory, "cuda_binding_name", lambda: "fake-cuda")
-    state["install"] = install
+    def gpu(**kw):
+        state["cuda"] = install_cuda(monkeypatch, FakeCudaRuntime(**kw))
+
+    state["install"], state["gpu"] = install, gpu
     return state
 
 
 # -- optimisation profile -------------------------------------------------------------------------------
 
 def test_decoder_profile_defaults():
-    p = T.decoder_profile(1024)
+    p = B.decoder_profile(1024)
     assert p["image_embeddings"] == T.ShapeRange((1, 256, 64, 64), (1, 256, 64, 64), (1, 256, 64, 64))
     assert p["point_coords"] == T.ShapeRange((1, 1, 2), (1, 3, 2), (16, 8, 2))
     assert p["point_labels"] == T.ShapeRange((1, 1), (1, 3), (16, 8))
 
 
 def test_decoder_profile_custom_and_clamped():
-    p = T.decoder_profile(512, max_objects=4, max_points=2, opt_objects=9, opt_points=5)
+    p = B.decoder_profile(512, max_objects=4, max_points=2, opt_objects=9, opt_points=5)
     assert p["image_embeddings"].max == (1, 256, 32, 32)
     assert p["point_coords"] == T.ShapeRange((1, 1, 2), (4, 2, 2), (4, 2, 2))
     assert p["point_labels"].opt == (4, 2)
@@ -212,12 +213,12 @@ def test_decoder_profile_custom_and_clamped():
 def test_decoder_profile_errors(kwargs, match):
     kw = {"input_size": 1024, **kwargs}
     with pytest.raises(EdgeSamError, match=match) as ei:
-        T.decoder_profile(**kw)
+        B.decoder_profile(**kw)
     assert "\n" not in str(ei.value)
 
 
 def test_profile_json_roundtrip():
-    p = T.decoder_profile(256, 5, 6)
+    p = B.decoder_profile(256, 5, 6)
     data = json.loads(json.dumps(T.profile_to_json(p)))
     assert T.profile_from_json(data) == p
     with pytest.raises(BundleError, match="profile is malformed"):
@@ -228,30 +229,30 @@ def test_profile_json_roundtrip():
 
 def test_precision_plan_tensorrt10():
     trt = make_tensorrt("10.3.0.30")
-    assert T.precision_plan(trt, "fp16") == T.PrecisionPlan("weak", ("FP16",), False)
-    assert T.precision_plan(trt, "int8") == T.PrecisionPlan("weak", ("INT8", "FP16"), False)
-    assert T.network_flags(trt, "weak") == 0
+    assert B.precision_plan(trt, "fp16") == B.PrecisionPlan("weak", ("FP16",), False)
+    assert B.precision_plan(trt, "int8") == B.PrecisionPlan("weak", ("INT8", "FP16"), False)
+    assert B.network_flags(trt, "weak") == 0
 
 
 def test_precision_plan_tensorrt11_strongly_typed():
     trt = make_tensorrt("11.4.0.106")
     assert not hasattr(trt.BuilderFlag, "FP16")
-    assert T.precision_plan(trt, "fp16") == T.PrecisionPlan("strong", (), True)
-    assert T.precision_plan(trt, "int8") == T.PrecisionPlan("strong", (), False)
-    assert T.network_flags(trt, "strong") == 1 << 1
-    assert T.network_flags(make_tensorrt("12.0.0", strongly_typed_flag=False), "strong") == 0
+    assert B.precision_plan(trt, "fp16") == B.PrecisionPlan("strong", (), True)
+    assert B.precision_plan(trt, "int8") == B.PrecisionPlan("strong", (), False)
+    assert B.network_flags(trt, "strong") == 1 << 1
+    assert B.network_flags(make_tensorrt("12.0.0", strongly_typed_flag=False), "strong") == 0
     with pytest.raises(EdgeSamError, match="precision 'bf16'"):
-        T.precision_plan(trt, "bf16")
+        B.precision_plan(trt, "bf16")
 
 
 def test_int8_needs_qdq_and_fp16_refuses_qdq(tmp_path):
     with pytest.raises(BundleError, match="not an INT8 bundle.*run `edgesam calibrate") as ei:
-        T.check_source_precision("int8", {"encoder": False, "decoder": False}, "b")
+        B.check_source_precision("int8", {"encoder": False, "decoder": False}, "b")
     assert "\n" not in str(ei.value)
-    T.check_source_precision("int8", {"encoder": True, "decoder": False}, "b")
-    T.check_source_precision("fp16", {"encoder": False, "decoder": False}, "b")
+    B.check_source_precision("int8", {"encoder": True, "decoder": False}, "b")
+    B.check_source_precision("fp16", {"encoder": False, "decoder": False}, "b")
     with pytest.raises(BundleError, match="quantised .encoder hold Q/DQ.*--precision int8"):
-        T.check_source_precision("fp16", {"encoder": True, "decoder": False}, "b")
+        B.check_source_precision("fp16", {"encoder": True, "decoder": False}, "b")
 
 
 def test_qdq_detection(tmp_path, monkeypatch):
@@ -381,7 +382,7 @@ def test_device_mismatch_is_refused(change, match):
 
 def test_build_fp16_on_tensorrt10(fake_device, onnx_bundle_tiny, tmp_path):
     trt = fake_device["install"]("10.3.0.30")
-    out = T.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16", workspace_mb=256, max_objects=4, max_points=5)
+    out = B.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16", workspace_mb=256, max_objects=4, max_points=5)
     m = out.manifest
     assert (m["format"], m["backend"], m["precision"], m["input_size"]) == ("tensorrt", "tensorrt", "fp16", S)
     assert m["device"] == HERE
@@ -402,7 +403,7 @@ def test_build_fp16_on_tensorrt10(fake_device, onnx_bundle_tiny, tmp_path):
 
 def test_build_fp16_on_tensorrt11_uses_a_float16_graph(fake_device, onnx_bundle_tiny, tmp_path):
     trt = fake_device["install"]("11.4.0.106")
-    out = T.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16")
+    out = B.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16")
     assert out.manifest["tensorrt"]["typing"] == "strong" and out.manifest["tensorrt"]["fp16_onnx_graph"]
     for meta in trt.built:
         assert meta["flags"] == [] and meta["network_flags"] == 1 << 1
@@ -411,16 +412,16 @@ def test_build_fp16_on_tensorrt11_uses_a_float16_graph(fake_device, onnx_bundle_
 
 def test_build_int8(fake_device, qdq_bundle_tiny, onnx_bundle_tiny, tmp_path):
     trt = fake_device["install"]("10.3.0.30")
-    out = T.build_engines(qdq_bundle_tiny, tmp_path / "e10", "int8")
+    out = B.build_engines(qdq_bundle_tiny, tmp_path / "e10", "int8")
     assert trt.built[0]["flags"] == ["INT8", "FP16"]
     assert out.manifest["built_from"]["calibration"]["method"] == "minmax"
     assert "fidelity" not in out.manifest  # measured on the ONNX bundle, kept under built_from
     trt = fake_device["install"]("11.4.0.106")
-    T.build_engines(qdq_bundle_tiny, tmp_path / "e11", "int8")
+    B.build_engines(qdq_bundle_tiny, tmp_path / "e11", "int8")
     assert trt.built[0]["flags"] == [] and TP.FLOAT16 not in trt.built[0]["init_types"]
 
     with pytest.raises(BundleError, match="run `edgesam calibrate"):
-        T.build_engines(onnx_bundle_tiny, tmp_path / "never", "int8")
+        B.build_engines(onnx_bundle_tiny, tmp_path / "never", "int8")
     assert not (tmp_path / "never").exists()
 
 
@@ -430,24 +431,24 @@ def test_build_refusals_leave_nothing(fake_device, onnx_bundle_tiny, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("x")
     with pytest.raises(OutputExists):
-        T.build_engines(onnx_bundle_tiny, out, "fp16")
+        B.build_engines(onnx_bundle_tiny, out, "fp16")
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     fake_device["install"]("10.3.0.30", fail_build=True)
     with pytest.raises(ExportError, match="failed to build the encoder"):
-        T.build_engines(onnx_bundle_tiny, tmp_path / "e2", "fp16")
+        B.build_engines(onnx_bundle_tiny, tmp_path / "e2", "fp16")
     assert not (tmp_path / "e2").exists() and not list(tmp_path.glob(".e2*"))
     fake_device["install"]("8.6.1")
     with pytest.raises(BackendUnavailable, match="TensorRT 10 or newer"):
-        T.build_engines(onnx_bundle_tiny, tmp_path / "e3", "fp16")
+        B.build_engines(onnx_bundle_tiny, tmp_path / "e3", "fp16")
     with pytest.raises(BundleError, match="is a tensorrt bundle"):
         fake_device["install"]("10.3.0.30")
-        T.build_engines(T.build_engines(onnx_bundle_tiny, tmp_path / "e4", "fp16").root, tmp_path / "e5")
+        B.build_engines(B.build_engines(onnx_bundle_tiny, tmp_path / "e4", "fp16").root, tmp_path / "e5")
 
 
 @pytest.mark.parametrize("version", ["10.3.0.30", "11.4.0.106"])
 def test_run_built_engines_through_predictor(fake_device, onnx_bundle_tiny, tmp_path, version):
     fake_device["install"](version)
-    eng = T.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16", max_objects=3, max_points=4)
+    eng = B.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16", max_objects=3, max_points=4)
     cuda = fake_device["cuda"]
     ref = Predictor.load(onnx_bundle_tiny, backend="onnxruntime")
     with Predictor.load(eng.root) as pred:
@@ -476,12 +477,12 @@ def test_run_built_engines_through_predictor(fake_device, onnx_bundle_tiny, tmp_
 
 def test_engine_for_another_device_is_refused(fake_device, onnx_bundle_tiny, tmp_path):
     fake_device["install"]("10.3.0.30")
-    eng = T.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16")
-    fake_device["cuda"] = FakeCuda(gpu="NVIDIA GeForce RTX 4090", cc="8.9")
+    eng = B.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16")
+    fake_device["gpu"](gpu="NVIDIA GeForce RTX 4090", cc="8.9")
     with pytest.raises(BundleError, match="compute capability 8.7 .here 8.9.*rebuild it on this device"):
         Predictor.load(eng.root)
     Predictor.load(eng.root, check_device=False).close()
-    fake_device["cuda"] = FakeCuda()
+    fake_device["gpu"]()
     fake_device["install"]("10.7.0.23")
     with pytest.raises(BundleError, match="TensorRT 10.3.0.30 .here 10.7.0.23."):
         Predictor.load(eng.root)
@@ -489,7 +490,7 @@ def test_engine_for_another_device_is_refused(fake_device, onnx_bundle_tiny, tmp
 
 def test_truncated_engine(fake_device, onnx_bundle_tiny, tmp_path, capsys):
     fake_device["install"]("10.3.0.30")
-    eng = T.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16").root
+    eng = B.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16").root
     path = eng / "decoder.engine"
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(BundleError, match="decoder artifact 'decoder.engine' is corrupt"):
@@ -520,17 +521,25 @@ def no_tensorrt(monkeypatch):
 
 def test_tensorrt_absent(no_tensorrt, onnx_bundle_tiny, tmp_path):
     with pytest.raises(BackendUnavailable, match=r'pip install "edgesam-edge\[tensorrt\]"'):
-        T.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16")
+        B.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16")
     assert not (tmp_path / "eng").exists()
     bundle = Bundle(tmp_path, {"format": "tensorrt", "artifacts": {}})
     with pytest.raises(BackendUnavailable, match="TensorRT is not available"):
         T.TensorRTBackend().open(bundle)
 
 
-def test_probe_without_tensorrt(monkeypatch):
-    monkeypatch.setattr(T, "module_version", lambda name: None)
+def test_probe_without_tensorrt(no_tensorrt):
     info = T.TensorRTBackend.probe()
     assert not info.available and "python3-libnvinfer" in info.reason and "edgesam-edge[tensorrt]" in info.reason
+
+
+def test_probe_with_and_without_cuda_bindings(fake_device, monkeypatch):
+    fake_device["install"]()
+    info = T.TensorRTBackend.probe()
+    assert info.available and info.reason == "installed (CUDA via cuda-python)"
+    _block_cuda_bindings(monkeypatch)
+    info = T.TensorRTBackend.probe()
+    assert not info.available and info.reason == "no CUDA Python bindings: pip install cuda-python"
 
 
 def test_open_refuses_an_onnx_bundle(fake_device, onnx_bundle_tiny):
@@ -539,18 +548,22 @@ def test_open_refuses_an_onnx_bundle(fake_device, onnx_bundle_tiny):
         T.TensorRTBackend().open(load_bundle(onnx_bundle_tiny))
 
 
+def _block_cuda_bindings(monkeypatch):
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError
+
+
 def test_no_cuda_bindings(monkeypatch):
-    real_import = builtins.__import__
-
-    def blocked(name, *a, **k):
-        if name.startswith(("cuda", "pycuda")):
-            raise ImportError(name)
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", blocked)
-    monkeypatch.setattr(cuda_memory.importlib, "import_module", lambda name: blocked(name))
+    _block_cuda_bindings(monkeypatch)
+    assert cuda_memory.cuda_binding_name() is None
     with pytest.raises(BackendUnavailable, match="cuda-python or pycuda.*edgesam-edge\\[tensorrt\\]"):
         cuda_memory.open_cuda()
+
+
+def test_old_cuda_memory_path_still_imports():
+    from edgesam_edge.engines import cuda_memory as old
+
+    assert old.open_cuda is cuda_memory.open_cuda and old.CudaApi is cuda_memory.CudaApi
 
 
 class _FakeRuntimeAPI:
@@ -622,7 +635,7 @@ def test_cli_build_without_tensorrt(onnx_bundle_tiny, tmp_path, capsys, no_tenso
 
 def test_cli_info_on_truncated_engine(fake_device, onnx_bundle_tiny, tmp_path, capsys):
     fake_device["install"]("10.3.0.30")
-    eng = T.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16").root
+    eng = B.build_engines(onnx_bundle_tiny, tmp_path / "eng", "fp16").root
     (eng / "encoder.engine").write_bytes(b"FAKEPLAN")
     code, _, err = _cli(["info", eng], capsys)
     assert code == 2 and "encoder artifact 'encoder.engine' is corrupt" in err[-1]
@@ -635,7 +648,7 @@ def test_real_tensorrt_build_and_run(small_bundle, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (no GPU here): engine build/run unverified")
     if cuda_memory.cuda_binding_name() is None:
         pytest.skip("no CUDA Python binding (cuda-python or pycuda) installed")
-    eng = T.build_engines(small_bundle, tmp_path / "eng", "fp16", max_objects=4, max_points=6)
+    eng = B.build_engines(small_bundle, tmp_path / "eng", "fp16", max_objects=4, max_points=6)
     ref = Predictor.load(small_bundle, backend="onnxruntime")
     from skimage import data
 

@@ -113,7 +113,9 @@ def test_missing_runtime_names_the_extra(tflite_bundle, monkeypatch):
     with pytest.raises(BackendUnavailable, match=r'pip install "edgesam-edge\[tflite\]"') as err:
         Predictor.load(tflite_bundle, backend="tflite")
     assert "\n" not in str(err.value)
-    monkeypatch.setattr(tfl, "module_version", lambda module: None)
+    import edgesam_edge.engines.base as base
+
+    monkeypatch.setattr(base, "module_version", lambda module: None)
     info = tfl.TFLiteBackend.probe()
     assert not info.available and 'edgesam-edge[tflite]' in info.reason
 
@@ -177,36 +179,38 @@ def test_calibrate_tflite_refuses_other_methods(tflite_bundle, photo_dir, tmp_pa
 
 
 def test_default_bundle_format(monkeypatch):
-    """The default bundle is LiteRT where LiteRT can convert and run (and ranks first), else ONNX."""
+    """The default bundle is LiteRT where LiteRT can run (and ranks first) and, to export one, convert; else ONNX."""
     import importlib.util
 
-    from edgesam_edge import cache
+    from edgesam_edge import defaults
+    from edgesam_edge.builders import default_bundle as builder
 
     require_backend("tflite")
     monkeypatch.delenv("EDGESAM_DEFAULT_FORMAT", raising=False)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "litert_torch" else real(n, *a))
-    assert cache.default_format() == "tflite"
+    assert builder.export_format() == "tflite"
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "litert_torch" else real(n, *a))
-    assert cache.default_format() == "onnx"  # cannot convert here
+    assert builder.export_format() == "onnx"  # cannot convert here
     monkeypatch.setenv("EDGESAM_DEFAULT_FORMAT", "tflite")
-    assert cache.default_format() == "tflite"
+    assert defaults.default_format() == "tflite"
     monkeypatch.setenv("EDGESAM_DEFAULT_FORMAT", "coreml")
     with pytest.raises(EdgeSamError, match="EDGESAM_DEFAULT_FORMAT='coreml' is not onnx, tflite or auto"):
-        cache.default_format()
+        defaults.default_format()
 
 
 def test_default_bundle_falls_back_to_onnx(monkeypatch, tmp_path):
     """A failed LiteRT export of the default bundle leaves the ONNX bundle in use, not an error."""
-    from edgesam_edge import cache
+    from edgesam_edge import defaults
+    from edgesam_edge.builders import default_bundle as builder
     from edgesam_edge.errors import ExportError
     from edgesam_edge.model import export as onnx_export
     from edgesam_edge.model import export_tflite
 
     monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("EDGESAM_CHECKPOINT", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setattr(cache, "DEMO_CHECKPOINT", tmp_path / "none.safetensors")
+    monkeypatch.setenv("EDGESAM_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setattr(defaults, "DEMO_CHECKPOINT", tmp_path / "none.safetensors")
 
     def broken(*a, **k):
         raise ExportError("LiteRT conversion of the encoder failed: test")
@@ -214,5 +218,5 @@ def test_default_bundle_falls_back_to_onnx(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(export_tflite, "export_tflite", broken)
     monkeypatch.setattr(onnx_export, "export_onnx", lambda ckpt, out, **k: calls.append((Path(out), k)))
-    out = cache.default_bundle(input_size=128, fmt="tflite")
+    out = builder.default_bundle(input_size=128, fmt="tflite")
     assert calls and calls[0][0] == out and not out.name.endswith("-tflite-v0.1.0")

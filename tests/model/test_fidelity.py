@@ -1,4 +1,4 @@
-"""The PyTorch model reproduces the original EdgeSAM outputs in ../shared/reference."""
+"""The PyTorch model reproduces the original EdgeSAM outputs in tests/data/reference."""
 
 from __future__ import annotations
 

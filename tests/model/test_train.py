@@ -74,7 +74,9 @@ def test_budget_gives_phase_one_the_minutes_the_later_phases_leave():
 
 
 def test_a_minutes_budget_fixes_the_step_count_and_resume_keeps_it(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(T, "BUDGET_PROBE_STEPS", 2)
+    from edgesam_edge.model.train import loop
+
+    monkeypatch.setattr(loop, "BUDGET_PROBE_STEPS", 2)
     cfg = T.TrainConfig(input_size=64, steps=50, minutes=1e-6, batch_images=2, objects_per_image=2,
                         checkpoint_every=1)
     with caplog.at_level("INFO", logger="edgesam_edge"):
@@ -151,7 +153,9 @@ def test_low_resolution_phase_one_loss_is_recorded(tmp_path):
     ("fp32", True, None), ("bf16", False, "bf16"), ("auto", True, "bf16"), ("auto", False, None),
 ])
 def test_forward_precision(monkeypatch, precision, native, expected):
-    monkeypatch.setattr(T, "native_bf16", lambda: native)
+    from edgesam_edge.model.train import config
+
+    monkeypatch.setattr(config, "native_bf16", lambda: native)
     dtype = T.autocast_dtype(T.TrainConfig(precision=precision))
     assert dtype == (torch.bfloat16 if expected else None)
 
@@ -373,7 +377,7 @@ def test_cli_budget_applies_without_steps(tmp_path, monkeypatch, argv, steps, mi
 
 def test_the_packaged_demo_checkpoint_segments_held_out_scenes():
     """The shipped weights are trained: random ones give IoUs near 0.1 on these scenes."""
-    from edgesam_edge.cache import DEMO_CHECKPOINT
+    from edgesam_edge.defaults import DEMO_CHECKPOINT
 
     res = T.evaluate(DEMO_CHECKPOINT, seeds=range(10_000, 10_006))
     assert res["objects"] >= 10

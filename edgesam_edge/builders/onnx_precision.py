@@ -1,4 +1,4 @@
-"""ONNX graph precision work for TensorRT: float16 conversion and Q/DQ detection (onnx + numpy only).
+"""ONNX graph precision work for the TensorRT builder: float16 conversion and Q/DQ detection (onnx + numpy only).
 
 TensorRT 11 builds every network strongly typed: the types in the ONNX graph
 decide the precision, and there is no FP16 builder flag any more. For an FP16
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Set, Tuple, Union
+from typing import Any, Dict, Iterable, List, Set, Union
 
 import numpy as np
 
-from .errors import BundleError, ExportError
+from ..errors import BackendUnavailable, BundleError, ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -261,8 +261,6 @@ def convert_to_fp16(model: Any, fp32_ops: Iterable[str] = FP32_OPS,
     try:
         import onnx
     except ImportError:
-        from .errors import BackendUnavailable
-
         raise BackendUnavailable("the onnx package (for the float16 graph)", "export") from None
     converted = _Converter(model, fp32_ops, sticky_ops).run()
     try:
@@ -277,8 +275,6 @@ def convert_file_to_fp16(src: PathLike, dst: PathLike, **kwargs: Any) -> Path:
     try:
         import onnx
     except ImportError:
-        from .errors import BackendUnavailable
-
         raise BackendUnavailable("the onnx package (for the float16 graph)", "export") from None
 
     try:
@@ -288,18 +284,4 @@ def convert_file_to_fp16(src: PathLike, dst: PathLike, **kwargs: Any) -> Path:
     converted = convert_to_fp16(model, **kwargs)
     onnx.save(converted, str(dst))
     return Path(dst)
-
-
-def float_io(model: Any) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
-    """(name, elem_type) of a model's graph inputs and outputs (for checks and tests)."""
-    g = model.graph
-    init = {t.name for t in g.initializer}
-    ins = [(i.name, i.type.tensor_type.elem_type) for i in g.input if i.name not in init]
-    outs = [(o.name, o.type.tensor_type.elem_type) for o in g.output]
-    return ins, outs
-
-
-def initializer_types(model: Any) -> Dict[str, int]:
-    """Initializer name -> ONNX elem type."""
-    return {t.name: t.data_type for t in model.graph.initializer}
 

@@ -1,0 +1,1 @@
+"""Build layer: code that makes device artifacts (engines, default bundles) from exported models."""
