@@ -31,7 +31,8 @@ from .weights import configured_checkpoint, configured_onnx
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Weights", "weights_in_use", "demo_bundle", "demo_bundles", "default_format", "ready_bundle",
+__all__ = ["Weights", "weights_in_use", "demo_bundle", "demo_bundles", "default_format", "format_for_backend",
+           "ready_bundle",
            "DEMO_CHECKPOINT", "DEMO_INPUT_SIZE", "FORMATS_ENV", "RANDOM_WEIGHTS_NOTE"]
 
 #: Demo weights shipped inside the package (trained here; see MODEL_CARD.md beside them).
@@ -99,6 +100,15 @@ def weights_in_use() -> Weights:
 
 def _runs_here(fmt: str) -> bool:
     return get_backend(FORMAT_BACKENDS[fmt]).probe().available
+
+
+def format_for_backend(backend: str) -> Optional[str]:
+    """The default bundle's format for ``--backend``: None for "auto", else the first of "tflite", "onnx"
+    the backend reads (None for one that reads neither, e.g. TensorRT, whose engines are built on the device)."""
+    if backend == "auto":
+        return None
+    formats = get_backend(backend).formats
+    return next((fmt for fmt in ("tflite", "onnx") if fmt in formats), None)
 
 
 def default_format() -> str:

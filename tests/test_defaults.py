@@ -109,3 +109,28 @@ def test_random_weights_without_a_demo_checkpoint(no_user_weights, monkeypatch, 
     w = defaults.weights_in_use()
     assert (w.kind, w.path, w.input_size) == ("random", None, 1024)
     assert defaults.ready_bundle(w) is None
+
+
+def test_format_for_backend():
+    assert defaults.format_for_backend("auto") is None
+    assert defaults.format_for_backend("tflite") == "tflite"
+    assert defaults.format_for_backend("onnxruntime") == "onnx"
+    assert defaults.format_for_backend("tensorrt") is None
+    with pytest.raises(EdgeSamError, match="unknown backend 'coreml'"):
+        defaults.format_for_backend("coreml")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tflite"])
+def test_demo_runs_on_the_backend_asked_for(no_user_weights, backend, capsys, tmp_path, monkeypatch):
+    """`edgesam demo --backend X` runs the shipped bundle X reads, whichever the default would be."""
+    import json
+
+    from edgesam_edge.cli import main
+    from tests.conftest import require_backend
+
+    require_backend(backend)
+    monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["demo", "--backend", backend, "--json", "-o", str(tmp_path / "d.png")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == backend
+    assert out["bundle"] == str(defaults.DEMO_BUNDLES[defaults.format_for_backend(backend)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -39,9 +41,9 @@ def test_output_shapes_and_selection(predictor, reference_images):
     assert set(predictor.last_timings) == {"decoder", "postprocess"}
 
 
-def test_batched_objects_one_decoder_call(predictor, reference_images):
-    predictor.set_image(reference_images["astronaut"])
-    boxes = np.array([[100, 80, 400, 460], [10, 10, 200, 200], [250, 250, 500, 500]], float)
+@contextlib.contextmanager
+def _spied_decoder(predictor):
+    """Record the ``point_coords`` shape of every decoder call the predictor makes: yields the list."""
     calls = []
     real = predictor.decoder
 
@@ -52,14 +54,18 @@ def test_batched_objects_one_decoder_call(predictor, reference_images):
             calls.append(args[1].shape)
             return real(*args)
 
-        def close(self):
-            pass
-
     predictor.decoder = Spy()
     try:
-        masks, scores, low = predictor.predict(box=boxes)
+        yield calls
     finally:
         predictor.decoder = real
+
+
+def test_batched_objects_one_decoder_call(predictor, reference_images):
+    predictor.set_image(reference_images["astronaut"])
+    boxes = np.array([[100, 80, 400, 460], [10, 10, 200, 200], [250, 250, 500, 500]], float)
+    with _spied_decoder(predictor) as calls:
+        masks, scores, low = predictor.predict(box=boxes)
     assert calls == [(3, 2, 2)]
     assert masks.shape == (3, 3, 512, 512) and scores.shape == (3, 3) and low.shape == (3, 3, 256, 256)
     for i, b in enumerate(boxes):
@@ -74,21 +80,8 @@ def test_padded_point_sets_answer_as_alone(predictor, reference_images):
     predictor.set_image(reference_images["astronaut"])
     pts = np.array([[[150, 150], [300, 300]], [[200, 200], [0, 0]], [[320, 120], [0, 0]]], float)
     lab = np.array([[1, 0], [1, -1], [-1, 1]], float)
-    calls = []
-    real = predictor.decoder
-
-    class Spy:
-        max_objects = None
-
-        def __call__(self, *args):
-            calls.append(args[1].shape)
-            return real(*args)
-
-    predictor.decoder = Spy()
-    try:
+    with _spied_decoder(predictor) as calls:
         masks, scores, low = predictor.predict(point_coords=pts, point_labels=lab)
-    finally:
-        predictor.decoder = real
     assert masks.shape == (3, 3, 512, 512)
     assert sorted(calls) == [(1, 3, 2), (2, 2, 2)]  # [p, p', pad] alone; the two short sets together
     alone = [predictor.predict(point_coords=pts[0], point_labels=lab[0]),

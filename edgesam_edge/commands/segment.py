@@ -13,6 +13,7 @@ import numpy as np
 
 from ..builders.default_bundle import checkpoint_bundle, default_bundle
 from ..cli import parse_floats
+from ..defaults import format_for_backend
 from ..errors import EdgeSamError, OutputExists
 from ..imageio import read_image, write_image
 from ..overlay import color_for, draw_box, draw_mask, draw_points
@@ -51,7 +52,7 @@ def resolve_bundle(args: argparse.Namespace) -> Path:
         return Path(args.bundle)
     if getattr(args, "checkpoint", None):
         return checkpoint_bundle(args.checkpoint)
-    return default_bundle()
+    return default_bundle(fmt=format_for_backend(getattr(args, "backend", "auto")))
 
 
 def check_writable(path: Optional[str], force: bool) -> None:

@@ -12,21 +12,4 @@ from .runtime import (ENGINE_FILES, EXTRA, MIN_TENSORRT_MAJOR, ShapeRange, Tenso
                       TrtModel, check_device, check_device_record, device_record, import_tensorrt, profile_from_json,
                       profile_to_json, read_engine, trt_logger)
 
-__all__ = [
-    "EXTRA",
-    "ENGINE_FILES",
-    "MIN_TENSORRT_MAJOR",
-    "ShapeRange",
-    "profile_to_json",
-    "profile_from_json",
-    "import_tensorrt",
-    "trt_logger",
-    "device_record",
-    "check_device",
-    "check_device_record",
-    "read_engine",
-    "TrtModel",
-    "TrtEncoder",
-    "TrtDecoder",
-    "TensorRTBackend",
-]
+from .runtime import __all__  # noqa: F401  (the same public names)
