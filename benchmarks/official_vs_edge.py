@@ -20,6 +20,15 @@ clock change hits both sides alike:
 Every step of both pipelines is timed, so a missed target can be traced to
 resize, normalisation, encoder, decoder or mask upscaling.
 
+(b) also times the anchors of issue 18 (precision as a choice):
+
+- ``official+openvino``: the official pipeline (same pre- and post-processing) with the
+  official-style ONNX files compiled by OpenVINO with its defaults
+  (``Core().compile_model(path, "CPU")``: bf16 on a CPU with AMX or AVX512-BF16);
+- ``predictor+auto``: the default ``Predictor`` on our bundle, ``backend="auto"`` and
+  ``precision="auto"`` (OpenVINO bf16 on such a CPU, after its fidelity check), whose
+  masks are compared with the FP32 ``Predictor``'s (16 sampled prompts on the photo).
+
 Run (exports both graphs from random weights into a temporary folder first)::
 
     python benchmarks/official_vs_edge.py --runs 10 --json benchmarks/results/official_vs_edge-<cpu>-<date>.json
@@ -50,6 +59,11 @@ from official_pipeline import OfficialOnnxPipeline  # noqa: E402
 #: Targets of the core issue (ratios measured in one run).
 TARGET_END_TO_END = 1.10
 TARGET_ENCODER = 1.05
+#: Targets of issue 18 on a CPU with bf16: the default Predictor against the official pipeline on ONNX Runtime
+#: and on OpenVINO with its defaults; its masks against the FP32 Predictor's.
+TARGET_AUTO_VS_OFFICIAL = 2.0
+TARGET_AUTO_VS_OPENVINO = 1.2
+TARGET_AUTO_MASK_IOU = 0.98
 POINT = (250.0, 170.0)  # on the astronaut's face
 
 
@@ -161,6 +175,48 @@ def bench_encoders(bundle: Path, official: Path, image: np.ndarray, runs: int, w
     return interleave({k: timed(s) for k, s in sessions.items()}, runs, warmup, pause)
 
 
+class OpenVinoDefaultSession:
+    """An ONNX Runtime-like session (``run``) over a graph compiled by OpenVINO with its defaults:
+    what someone gets who compiles the official ONNX files with OpenVINO and changes nothing."""
+
+    def __init__(self, path: Path) -> None:
+        import openvino as ov
+
+        self.compiled = ov.Core().compile_model(str(path), "CPU")
+        self.request = self.compiled.create_infer_request()
+        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+    def run(self, names: Any, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        result = self.request.infer(feeds)
+        return [np.asarray(result[o]) for o in self.compiled.outputs]
+
+
+def openvino_official(files: Dict[str, Path]) -> Optional[OfficialOnnxPipeline]:
+    """The official pipeline on OpenVINO's defaults (None where OpenVINO is not installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        _log("openvino is not installed: no official+openvino anchor")
+        return None
+    pipe = OfficialOnnxPipeline(str(files["encoder"]), str(files["decoder"]))
+    pipe.encoder = OpenVinoDefaultSession(files["encoder"])
+    pipe.decoder = OpenVinoDefaultSession(files["decoder"])
+    _log(f"official+openvino: OpenVINO defaults, inference precision {pipe.encoder.precision}")
+    return pipe
+
+
+def auto_mask_fidelity(bundle: Path, image: np.ndarray) -> Dict[str, Any]:
+    """The default Predictor's masks against the FP32 Predictor's on ``image`` (16 sampled prompts)."""
+    from edgesam_edge import Predictor
+    from edgesam_edge.engines.precision_check import compare
+
+    with Predictor.load(bundle, precision="fp32") as fp32, Predictor.load(bundle) as auto:
+        out = compare(fp32, auto, image, threshold=TARGET_AUTO_MASK_IOU)
+        out.update(auto_backend=auto.backend_name, auto_precision=auto.precision, auto_selection=auto.selection,
+                   fp32_backend=fp32.backend_name)
+    return out
+
+
 def bench_end_to_end(bundle: Path, official: Path, image: np.ndarray, runs: int, warmup: int,
                      threads: Optional[int], auto_bundles: Sequence[Path] = (), pause: float = 0.0):
     from edgesam_edge import Predictor
@@ -169,9 +225,14 @@ def bench_end_to_end(bundle: Path, official: Path, image: np.ndarray, runs: int,
     opts = {"threads": threads} if threads else {}
     ours = Predictor.load(bundle, backend="onnxruntime", **opts)
     ours_unfused = Predictor.load(official, backend="onnxruntime", **opts)
+    # the default Predictor: backend and precision "auto"
+    auto = Predictor.load(bundle, **opts)
+    _log(f"predictor+auto: {auto.backend_name} {auto.precision} ({auto.selection['source']})")
     # further bundles (e.g. LiteRT), each on backend="auto": what a default Predictor picks
     autos = {f"predictor+{b.name}": Predictor.load(b, backend="auto", **opts) for b in auto_bundles}
+    autos["predictor+auto"] = auto
     plain = OfficialOnnxPipeline(str(files["encoder"]), str(files["decoder"]))
+    plain_ov = openvino_official(files)
     pt, lb = np.array([POINT]), np.array([1.0])
     pt_official, lb_official = np.array([[POINT]]), np.array([[1.0]])
 
@@ -190,21 +251,26 @@ def bench_end_to_end(bundle: Path, official: Path, image: np.ndarray, runs: int,
 
         return call
 
-    def official_call() -> Dict[str, float]:
-        t0 = time.perf_counter()
-        plain.set_image(image)
-        t1 = time.perf_counter()
-        enc = dict(plain.last_timings)
-        plain.predict(pt_official, lb_official)
-        t2 = time.perf_counter()
-        dec = dict(plain.last_timings)
-        return {"total": 1e3 * (t2 - t0), "set_image": 1e3 * (t1 - t0), "predict": 1e3 * (t2 - t1),
-                "preprocess": enc["resize"] + enc["normalize_pad"], "resize": enc["resize"],
-                "normalize_pad": enc["normalize_pad"], "encoder": enc["encoder"], "decoder": dec["decoder"],
-                "postprocess": dec["mask_upscale"]}
+    def official_call(pipe: OfficialOnnxPipeline) -> Callable[[], Dict[str, float]]:
+        def call() -> Dict[str, float]:
+            t0 = time.perf_counter()
+            pipe.set_image(image)
+            t1 = time.perf_counter()
+            enc = dict(pipe.last_timings)
+            pipe.predict(pt_official, lb_official)
+            t2 = time.perf_counter()
+            dec = dict(pipe.last_timings)
+            return {"total": 1e3 * (t2 - t0), "set_image": 1e3 * (t1 - t0), "predict": 1e3 * (t2 - t1),
+                    "preprocess": enc["resize"] + enc["normalize_pad"], "resize": enc["resize"],
+                    "normalize_pad": enc["normalize_pad"], "encoder": enc["encoder"], "decoder": dec["decoder"],
+                    "postprocess": dec["mask_upscale"]}
 
-    fns = {"official": official_call, "predictor": predictor_call(ours),
+        return call
+
+    fns = {"official": official_call(plain), "predictor": predictor_call(ours),
            "predictor+unfused": predictor_call(ours_unfused)}
+    if plain_ov is not None:
+        fns["official+openvino"] = official_call(plain_ov)
     fns.update({name: predictor_call(pred) for name, pred in autos.items()})
     for name, pred in autos.items():
         _log(f"{name}: backend {pred.backend_name}")
@@ -256,6 +322,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              args.pause)
         e2e = bench_end_to_end(paths["bundle"], paths["official"], image, args.runs, args.warmup, args.threads,
                                [Path(b) for b in args.auto_bundle], args.pause)
+        fidelity = auto_mask_fidelity(paths["bundle"], image)
+        _log(f"predictor+auto masks vs the FP32 Predictor: mean IoU {fidelity['mean_iou']}")
 
     enc_stats = {k: summary(v["total"]) for k, v in enc.items()}
     e2e_stats = {k: {stage: summary(xs) for stage, xs in v.items()} for k, v in e2e.items()}
@@ -269,16 +337,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in e2e:
         if name.startswith("predictor+") and name != "predictor+unfused":
             ratios[f"end_to_end_{name}_vs_official"] = paired_ratio(e2e["official"]["total"], e2e[name]["total"])
+    if "official+openvino" in e2e:
+        ratios["end_to_end_official+openvino_vs_official"] = paired_ratio(e2e["official"]["total"],
+                                                                          e2e["official+openvino"]["total"])
+        ratios["end_to_end_predictor+auto_vs_official+openvino"] = paired_ratio(
+            e2e["official+openvino"]["total"], e2e["predictor+auto"]["total"])
     verdict = {
         "end_to_end": {"target": TARGET_END_TO_END, "ratio": ratios["end_to_end_predictor_vs_official"],
                        "met": ratios["end_to_end_predictor_vs_official"] >= TARGET_END_TO_END},
         "encoder": {"target": TARGET_ENCODER, "ratio": ratios["encoder_reparam_vs_official"],
                     "met": ratios["encoder_reparam_vs_official"] >= TARGET_ENCODER},
+        "auto_end_to_end": {"target": TARGET_AUTO_VS_OFFICIAL, "ratio": ratios["end_to_end_predictor+auto_vs_official"],
+                            "met": ratios["end_to_end_predictor+auto_vs_official"] >= TARGET_AUTO_VS_OFFICIAL},
+        "auto_mask_iou": {"target": TARGET_AUTO_MASK_IOU, "ratio": fidelity["mean_iou"],
+                          "met": fidelity["mean_iou"] >= TARGET_AUTO_MASK_IOU},
     }
+    if "end_to_end_predictor+auto_vs_official+openvino" in ratios:
+        r = ratios["end_to_end_predictor+auto_vs_official+openvino"]
+        verdict["auto_vs_official_openvino"] = {"target": TARGET_AUTO_VS_OPENVINO, "ratio": r,
+                                                "met": r >= TARGET_AUTO_VS_OPENVINO}
     device = collect_device()
     result = {
         "device": device,
-        "versions": collect_versions(["onnxruntime"]),
+        "versions": collect_versions(["onnxruntime", "openvino"]),
         "settings": {"date": now_utc(), "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
                      "pause_s": args.pause,
                      "image": "skimage.data.astronaut() 512x512", "point": list(POINT),
@@ -291,6 +372,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "encoder": enc_stats,
         "end_to_end": e2e_stats,
         "ratios": ratios,
+        "auto_mask_fidelity": fidelity,
         "targets": verdict,
         "samples": {"encoder": {k: v["total"] for k, v in enc.items()},
                     "end_to_end": {k: v["total"] for k, v in e2e.items()}},

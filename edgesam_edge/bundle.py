@@ -23,6 +23,11 @@ A bundle is a folder. Its manifest (format version 1) holds::
 A folder without a manifest that holds an official EdgeSAM ONNX export
 (``*encoder*.onnx`` and ``*decoder*.onnx``) is opened as an "official" bundle:
 what the runtime needs is read from the graphs.
+
+Bundles come from other people, so a manifest is not trusted to point anywhere:
+every artifact path is relative and stays inside the bundle folder (no absolute
+path, no ``..``, no symbolic link out of it), and every artifact must carry its
+sha256, checked when the bundle is loaded.
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from . import jsonsafe
-from .atomic import write_text_atomic
-from .errors import BundleError, OutputExists
+from .atomic import apply_file_mode, fsync_path, write_text_atomic
+from .errors import BundleError, OutputExists, first_line
 from .names import DEFAULT_INPUT_SIZE, SCORE_TYPES, UPSAMPLE_MODES
 from .onnx_graph import input_size_of_encoder  # reads the graph, needs only `onnx` or ORT
 
@@ -51,6 +56,8 @@ FORMAT_VERSION = 1
 FORMATS = ("onnx", "tflite", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 ROLES = ("encoder", "decoder")
+#: A manifest is a few KB; anything past this is not one (and is not read into memory).
+MAX_MANIFEST_BYTES = 4 << 20
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -121,22 +128,41 @@ class Bundle:
         return bool(self.manifest.get("official", False))
 
     def artifact(self, role: str) -> Path:
-        """Path of the ``encoder`` or ``decoder`` artifact; BundleError if absent."""
+        """Path of the artifact of ``role`` (``encoder``, ``decoder``, ...), inside the bundle folder.
+
+        Raises:
+            BundleError: no such artifact, a path that leaves the bundle folder (absolute,
+                ``..``, or a symbolic link out of it), or a missing file.
+        """
         try:
             rel = self.manifest["artifacts"][role]["path"]
         except (KeyError, TypeError):
             raise BundleError(f"bundle {self.root}: manifest has no artifacts.{role}.path") from None
-        path = self.root / rel
+        path = _confined(self.root, role, rel, follow_links=not self.official)
         if not path.is_file():
             raise BundleError(f"bundle {self.root}: {role} artifact {rel!r} is missing")
         return path
 
     def verify(self) -> None:
-        """Check every artifact against its recorded sha256; BundleError on a mismatch."""
-        for role, art in self.manifest.get("artifacts", {}).items():
+        """Check every artifact against its recorded sha256.
+
+        Raises:
+            BundleError: an artifact without a sha256 in the manifest (official ONNX
+                folders, which have no manifest, excepted), or one whose bytes do not match it.
+        """
+        arts = self.manifest.get("artifacts", {})
+        if not isinstance(arts, dict):
+            raise BundleError(f"bundle {self.root}: manifest artifacts is not an object")
+        for role, art in arts.items():
             path = self.artifact(role)
-            want = art.get("sha256")
-            if want and sha256_file(path) != want:
+            want = art.get("sha256") if isinstance(art, dict) else None
+            if not want:
+                if self.official:
+                    continue
+                raise BundleError(
+                    f"bundle {self.root}: {role} artifact {path.name!r} has no sha256 in the manifest, so it "
+                    f"cannot be checked; export or build the bundle again")
+            if not isinstance(want, str) or sha256_file(path) != want.lower():
                 raise BundleError(
                     f"bundle {self.root}: {role} artifact {path.name!r} is corrupt "
                     f"(sha256 does not match the manifest); export or build it again"
@@ -189,6 +215,36 @@ class Bundle:
 def write_json_atomic(path: PathLike, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
     write_text_atomic(path, jsonsafe.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _read_manifest(path: Path) -> Any:
+    """The parsed JSON of a manifest file; ValueError if it is larger than any manifest should be."""
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may have")
+    return json.loads(path.read_bytes())
+
+
+def _confined(root: Path, role: str, rel: Any, follow_links: bool = True) -> Path:
+    """``root / rel`` if ``rel`` is a relative path that stays inside ``root``; BundleError otherwise.
+
+    With ``follow_links`` the path is also resolved, so that a symbolic link inside the
+    bundle that points out of it is refused too.
+    """
+    if not isinstance(rel, str) or not rel.strip() or "\0" in rel:
+        raise BundleError(f"bundle {root}: {role} artifact path {rel!r} is not a file name")
+    parts = rel.replace("\\", "/").split("/")
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or ".." in parts or os.path.splitdrive(rel)[0]:
+        raise BundleError(f"bundle {root}: {role} artifact path {rel!r} leaves the bundle folder: "
+                          f"expected a path relative to it, without '..'")
+    path = root / rel
+    if follow_links:
+        real_root = root.resolve()
+        real = path.resolve()
+        if real != real_root and real_root not in real.parents:
+            raise BundleError(f"bundle {root}: {role} artifact {rel!r} is a link to {str(real)!r}, "
+                              f"outside the bundle folder")
+    return path
 
 
 def _validate_manifest(root: Path, m: Any) -> Dict[str, Any]:
@@ -265,9 +321,9 @@ def load_bundle(path: PathLike, verify: bool = True) -> Bundle:
     mpath = root / MANIFEST
     if mpath.is_file():
         try:
-            manifest = json.loads(mpath.read_text())
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"bundle {root}: {MANIFEST} is unreadable ({exc})") from None
+            manifest = _read_manifest(mpath)
+        except (OSError, ValueError, RecursionError) as exc:
+            raise BundleError(f"bundle {root}: {MANIFEST} is unreadable ({first_line(exc)})") from None
         bundle = Bundle(root, _validate_manifest(root, manifest))
         for role in ROLES:
             bundle.artifact(role)
@@ -282,14 +338,48 @@ def load_bundle(path: PathLike, verify: bool = True) -> Bundle:
     return Bundle(root, official)
 
 
+def _holds_bundle_manifest(folder: Path) -> bool:
+    """True if ``folder/manifest.json`` is a bundle manifest (a JSON object with format_version and artifacts)."""
+    try:
+        m = _read_manifest(folder / MANIFEST)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(m, dict) and "format_version" in m and isinstance(m.get("artifacts"), dict)
+
+
 def check_output_dir(path: PathLike, force: bool = False) -> Path:
-    """Refuse a non-empty output folder unless ``force``; return it as a Path."""
+    """The output folder of a bundle, as a Path, if writing there destroys nothing of the user's.
+
+    A missing or empty folder is fine. A non-empty one needs ``force``, and even then
+    only a bundle (a folder holding a bundle's ``manifest.json``) is replaced: any other
+    folder (``~/projects``, a folder of photos) is refused and left untouched.
+
+    Raises:
+        OutputExists: a file, a non-empty folder without ``force``, or a folder that is not a bundle.
+    """
     out = Path(path).expanduser()
+    if out.is_symlink():
+        raise OutputExists(f"output {str(path)!r} is a symbolic link: give the folder itself, or a new one")
     if out.exists() and not out.is_dir():
         raise OutputExists(f"output {str(path)!r} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputExists(f"output folder {str(path)!r} is not empty: pass --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise OutputExists(f"output folder {str(path)!r} is not empty: pass --force to replace it")
+        if not _holds_bundle_manifest(out):
+            raise OutputExists(
+                f"output folder {str(path)!r} is not empty and holds no bundle {MANIFEST}: --force replaces "
+                f"only a bundle, so it was left untouched; choose a new or empty folder")
     return out
+
+
+def _sync_tree(folder: Path) -> None:
+    """fsync every file in ``folder`` (recursively) and the folders themselves."""
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                fsync_path(p)
+        fsync_path(dirpath)
 
 
 class staging_dir:
@@ -299,14 +389,21 @@ class staging_dir:
 
         with staging_dir(out, force=True) as tmp:
             ...write files into tmp...
+
+    The destination is checked with :func:`check_output_dir` on entry and again just
+    before the swap. An existing bundle is renamed aside, the new one renamed into
+    place, and only then is the old one deleted: if the second rename fails, the old
+    bundle is renamed back, so it is never lost. The files are fsynced before the renames.
     """
     def __init__(self, dest: PathLike, force: bool = False) -> None:
         self.dest = check_output_dir(dest, force)
+        self.force = force
         self.tmp: Optional[Path] = None
 
     def __enter__(self) -> Path:
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.tmp-", dir=str(self.dest.parent)))
+        apply_file_mode(self.tmp, directory=True)  # mkdtemp makes it 0700; a bundle is read by others too
         return self.tmp
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -314,13 +411,31 @@ class staging_dir:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
-        if self.dest.exists():
-            backup = self.dest.with_name(f".{self.dest.name}.old-{os.getpid()}")
-            os.replace(self.dest, backup)
-            os.replace(self.tmp, self.dest)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.dest)
+        try:
+            check_output_dir(self.dest, self.force)  # what is there now, after a long build
+            _sync_tree(self.tmp)
+            if not self.dest.exists():
+                os.rename(self.tmp, self.dest)
+                fsync_path(self.dest.parent)
+                return
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        backup = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.old-", dir=str(self.dest.parent)))
+        try:
+            os.replace(self.dest, backup)  # an empty folder or a bundle: renamed over the fresh empty one
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            backup.rmdir()
+            raise
+        try:
+            os.rename(self.tmp, self.dest)
+        except BaseException:
+            os.rename(backup, self.dest)  # put the old bundle back before anything else
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        fsync_path(self.dest.parent)
+        shutil.rmtree(backup, ignore_errors=True)
 
 
 def add_artifact(manifest: Dict[str, Any], root: Path, role: str, filename: str) -> None:

@@ -5,9 +5,10 @@ Each subcommand lives in ``edgesam_edge/commands/<name>.py`` and exposes
 modules import nothing heavy at module level, so ``edgesam --help`` is fast
 and works without torch or any backend installed.
 
-Errors a user causes (:class:`~edgesam_edge.errors.EdgeSamError`) print one
-line ``error: ...`` on stderr and exit with status 2; ``--debug`` shows the
-traceback.
+Errors a user causes (:class:`~edgesam_edge.errors.EdgeSamError`), and errors of
+the system the command runs on (``OSError``: disk full, permission denied, a
+read-only SD card), print one line ``error: ...`` on stderr and exit with status
+2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from . import __version__
-from .errors import EdgeSamError
+from .errors import EdgeSamError, first_line
 
 logger = logging.getLogger("edgesam_edge")
 
@@ -34,6 +35,7 @@ COMMANDS = {
     "build": "edgesam_edge.commands.build",
     "live": "edgesam_edge.commands.live",
     "bench": "edgesam_edge.commands.bench",
+    "tune": "edgesam_edge.commands.tune",
     "train-demo": "edgesam_edge.commands.train_demo",
 }
 
@@ -86,9 +88,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             logger.exception("edgesam %s failed", args.command)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # disk full, permission denied, ...: the system's answer, not a bug
+        if args.debug:
+            logger.exception("edgesam %s failed", args.command)
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: ``'path': No space left on device (errno 28)``."""
+    what = exc.strerror or first_line(exc)
+    if exc.errno and exc.strerror:
+        what += f" (errno {exc.errno})"
+    names = [repr(str(n)) for n in (exc.filename, exc.filename2) if n is not None]
+    return (" -> ".join(names) + ": " if names else "") + what.replace("\n", " ")
 
 
 def entry_point() -> None:  # console_scripts target

@@ -24,6 +24,7 @@ from typing import Optional
 
 from .bundle import sha256_file
 from .engines.base import get_backend
+from .engines.selection import preferred_float_format
 from .errors import BackendUnavailable, EdgeSamError
 from .names import DEFAULT_INPUT_SIZE
 from .paths import DATA_DIR
@@ -43,6 +44,8 @@ DEMO_BUNDLES = {"tflite": DATA_DIR / "bundles" / "demo-tflite", "onnx": DATA_DIR
 DEMO_INPUT_SIZE = 256
 #: The runtime each bundle format runs on.
 FORMAT_BACKENDS = {"tflite": "tflite", "onnx": "onnxruntime"}
+#: Every CPU runtime that reads a bundle format.
+RUNTIMES_OF_FORMAT = {"tflite": ("tflite",), "onnx": ("onnxruntime", "openvino")}
 #: Environment variable that picks the default bundle's format: onnx, tflite or auto (the default).
 FORMATS_ENV = "EDGESAM_DEFAULT_FORMAT"
 RANDOM_WEIGHTS_NOTE = (
@@ -99,7 +102,8 @@ def weights_in_use() -> Weights:
 
 
 def _runs_here(fmt: str) -> bool:
-    return get_backend(FORMAT_BACKENDS[fmt]).probe().available
+    """Whether an installed runtime reads ``fmt`` (ONNX: ONNX Runtime or OpenVINO; tflite: LiteRT)."""
+    return any(get_backend(name).probe().available for name in RUNTIMES_OF_FORMAT[fmt])
 
 
 def format_for_backend(backend: str) -> Optional[str]:
@@ -114,14 +118,20 @@ def format_for_backend(backend: str) -> Optional[str]:
 def default_format() -> str:
     """The format of the default bundle: ``EDGESAM_DEFAULT_FORMAT`` (onnx, tflite or auto, the default).
 
-    "auto" is "tflite" where a LiteRT runtime is installed and ranks above ONNX
-    Runtime for ``backend="auto"`` (it was measured faster on CPUs), else "onnx".
+    "auto" is "onnx" where a float ONNX bundle runs in a native reduced float here (OpenVINO
+    bf16 / fp16) or the device profile of ``edgesam tune`` measured ONNX faster
+    (:func:`~edgesam_edge.engines.selection.preferred_float_format`); else "tflite" where a
+    LiteRT runtime is installed and ranks above ONNX Runtime for ``backend="auto"`` (it was
+    measured faster on CPUs), else "onnx".
     """
     choice = os.environ.get(FORMATS_ENV, "").strip().lower() or "auto"
     if choice not in ("auto", "onnx", "tflite"):
         raise EdgeSamError(f"{FORMATS_ENV}={choice!r} is not onnx, tflite or auto")
     if choice != "auto":
         return choice
+    preferred = preferred_float_format()  # OpenVINO in a native bf16 / fp16, or what `edgesam tune` measured
+    if preferred is not None:
+        return preferred
     tflite, ort = get_backend("tflite"), get_backend("onnxruntime")
     if tflite.probe().available and (tflite.cpu_priority > ort.cpu_priority or not ort.probe().available):
         return "tflite"

@@ -17,8 +17,9 @@ import numpy as np
 
 from . import transforms as T
 from .bundle import Bundle, load_bundle
-from .engines.base import Decoder, Encoder, available, backend_names, get_backend
-from .errors import BackendUnavailable, EdgeSamError
+from .engines.base import Decoder, Encoder, get_backend, run_precision
+from .engines.selection import plan, resolve, validate_precision
+from .errors import EdgeSamError
 from .names import (EMBED_DIM, EMBED_STRIDE, LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LAYOUT_NCHW,
                     MASK_STRIDE, MASK_THRESHOLD)
 from .prompts import validate_prompts
@@ -45,29 +46,11 @@ class ImageEmbedding:
     input_size: Tuple[int, int]
 
 
-def select_backend(bundle: Bundle, backend: str = "auto") -> str:
-    """The backend to open ``bundle`` with: ``backend`` itself, or for "auto" the
-    preferred installed backend that reads the bundle's format."""
-    if backend != "auto":
-        cls = get_backend(backend)
-        if bundle.format not in cls.formats:
-            raise EdgeSamError(
-                f"backend {backend!r} cannot open a {bundle.format!r} bundle ({bundle.root}); "
-                f"it reads {', '.join(cls.formats)}"
-            )
-        return backend
-    infos = {i.name: i for i in available()}
-    candidates = []
-    for name in backend_names():
-        cls = get_backend(name)
-        if bundle.format in cls.formats and name != "torch":
-            candidates.append((infos[name].available, cls.cpu_priority, name))
-    usable = sorted((c for c in candidates if c[0]), reverse=True)
-    if not usable:
-        wanted = [c[2] for c in candidates] or ["(none)"]
-        extra = get_backend(wanted[0]).extra if candidates else "onnxruntime"
-        raise BackendUnavailable(f"a backend for {bundle.format!r} bundles ({', '.join(wanted)})", extra)
-    return usable[0][2]
+def select_backend(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> str:
+    """The backend to open ``bundle`` with: ``backend`` itself, or for "auto" the first choice of
+    :func:`edgesam_edge.engines.selection.plan` (the device profile, else the static ranking of this
+    CPU's features; without the fidelity check :meth:`Predictor.load` adds)."""
+    return plan(bundle, backend, precision)[0].backend
 
 
 class Predictor:
@@ -89,6 +72,7 @@ class Predictor:
         resize: str = "fast",
         bundle: Optional[Bundle] = None,
         backend_name: str = "custom",
+        precision: str = "fp32",
     ) -> None:
         if resize not in ("fast", "exact"):
             raise EdgeSamError(f"resize {resize!r} is not 'fast' or 'exact'")
@@ -98,29 +82,59 @@ class Predictor:
         self.score = score
         self.resize = resize
         self.bundle = bundle
+        #: The backend running the encoder and decoder (a registry name, or "custom").
         self.backend_name = backend_name
+        #: The arithmetic they compute in: "fp32", "bf16", "fp16" or "int8".
+        self.precision = precision
+        #: How :meth:`load` chose them: ``{"backend", "precision", "source", "fidelity"}``
+        #: (source "asked", "profile" or "static"; fidelity the reduced-precision check's record or None).
+        self.selection: Dict[str, Any] = {"backend": backend_name, "precision": precision, "source": "asked",
+                                          "fidelity": None}
         self.last_timings: Dict[str, float] = {}
         self._embedding: Optional[ImageEmbedding] = None
         self._input_buffer = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]"], backend: str = "auto", resize: str = "fast",
-             **options: Any) -> "Predictor":
+    def load(cls, path: Union[str, "os.PathLike[str]"], backend: str = "auto", resize: str = "fast", *,
+             precision: str = "auto", **options: Any) -> "Predictor":
         """Open a bundle folder (or a folder of official EdgeSAM ONNX files).
 
         Args:
             path: the folder.
-            backend: a registered backend name, or "auto" for the preferred installed one.
+            backend: a registered backend name, or "auto": the device profile of ``edgesam tune``
+                if there is one, else the static ranking of this CPU's features
+                (:mod:`edgesam_edge.engines.selection`).
+            precision: "auto", "fp32", "bf16", "fp16" or "int8". "auto" uses a reduced float (bf16,
+                fp16) only where the CPU computes it natively and after it kept the masks at mean
+                IoU >= 0.98 against fp32 on the fidelity check (once per bundle and device, recorded
+                in the user cache); "int8" needs a calibrated INT8 bundle. A named precision the CPU
+                or the bundle cannot run raises EdgeSamError.
             resize: "fast" or "exact" (see the class).
             **options: backend options (e.g. ``threads``, ``providers`` for onnxruntime).
+
+        The choice is in :attr:`backend_name`, :attr:`precision` and :attr:`selection`.
         """
+        validate_precision(precision)
         bundle = load_bundle(path)
-        name = select_backend(bundle, backend)
         t0 = time.perf_counter()
-        encoder, decoder = get_backend(name)().open(bundle, **options)
-        logger.debug("opened %s with %s in %.0f ms", bundle.root, name, 1e3 * (time.perf_counter() - t0))
-        pred = cls(encoder, decoder, bundle.input_size, bundle.score, resize, bundle, name)
+
+        def opener(name: str, prec: str) -> "Predictor":
+            backend_cls = get_backend(name)
+            extra = dict(options)
+            if backend_cls.precision_option:
+                extra["precision"] = prec
+            elif prec != run_precision(bundle):  # pragma: no cover - plan() only offers the backend's own
+                raise EdgeSamError(f"backend {name!r} runs {bundle.root} in {run_precision(bundle)} only, not {prec}")
+            t1 = time.perf_counter()
+            encoder, decoder = backend_cls().open(bundle, **extra)
+            logger.debug("opened %s with %s %s in %.0f ms", bundle.root, name, prec, 1e3 * (time.perf_counter() - t1))
+            return cls(encoder, decoder, bundle.input_size, bundle.score, resize, bundle, name, prec)
+
+        pred, choice, fidelity = resolve(bundle, opener, backend, precision)
+        pred.selection = {"backend": choice.backend, "precision": choice.precision, "source": choice.source,
+                          "fidelity": fidelity}
+        logger.debug("%s runs on %s %s (%s)", bundle.root, choice.backend, choice.precision, choice.source)
         pred.last_timings = {"load": 1e3 * (time.perf_counter() - t0)}
         return pred
 
@@ -147,7 +161,8 @@ class Predictor:
 
     def __repr__(self) -> str:
         where = f" {self.bundle.root}" if self.bundle is not None else ""
-        return f"Predictor(backend={self.backend_name!r}, input_size={self.input_size}{where})"
+        return (f"Predictor(backend={self.backend_name!r}, precision={self.precision!r}, "
+                f"input_size={self.input_size}{where})")
 
     # -- images -------------------------------------------------------------------------
     def encode(self, image: np.ndarray, image_format: str = "RGB") -> ImageEmbedding:
@@ -173,6 +188,10 @@ class Predictor:
         """Encode an HxWx3 uint8 image (RGB, or BGR with ``image_format="BGR"``) for :meth:`predict`."""
         self._embedding = None
         self._embedding = self.encode(image, image_format)
+
+    def reset_image(self) -> None:
+        """Forget the current image (as the official ``SamPredictor.reset_image``)."""
+        self._embedding = None
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Use an embedding from :meth:`encode` for the next :meth:`predict` calls."""

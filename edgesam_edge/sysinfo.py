@@ -17,6 +17,8 @@ _SIMD_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
     "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "neon", "asimd", "asimdhp", "asimddp",
     "sve", "sve2", "i8mm", "bf16",
+    # reduced-precision arithmetic (engines.selection, bench peak per precision)
+    "amx_bf16", "amx_fp16", "avx512_fp16", "fphp",
 )
 
 
@@ -76,6 +78,64 @@ def int8_dot_saturates(info: Optional[Dict[str, Any]] = None) -> bool:
     return not set(_EXACT_INT8_DOT) & set(info.get("simd", []))
 
 
+#: x86 flags with native bf16 arithmetic: AMX tiles, AVX512-BF16 dot products (Cooper Lake, Zen 4 and later).
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: Flags with native fp16 arithmetic: x86 AVX512-FP16 (Sapphire Rapids), AMX-FP16; Arm v8.2 half-precision
+#: (``fphp`` scalar, ``asimdhp`` vector: Cortex-A55/A76/A78, Raspberry Pi 5, Jetson Orin).
+FP16_FLAGS_X86 = ("avx512_fp16", "amx_fp16")
+FP16_FLAGS_ARM = ("asimdhp", "fphp")
+#: Flags with 8-bit dot products that accumulate in 32 bits: x86 VNNI / AMX, Arm dotprod / i8mm.
+INT8_FLAGS_X86 = _EXACT_INT8_DOT
+INT8_FLAGS_ARM = ("asimddp", "i8mm")
+
+_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+_ARM = ("aarch64", "arm64")
+
+
+def native_precisions(info: Optional[Dict[str, Any]] = None) -> Dict[str, List[str]]:
+    """The precisions this CPU computes natively, each with the flags that provide it.
+
+    ``{"fp32": [], "bf16": ["avx512_bf16"], "int8": ["avx512_vnni"]}`` on a Zen 4 EPYC;
+    ``{"fp32": [], "fp16": ["asimdhp", "fphp"], "int8": ["asimddp"]}`` on a Raspberry Pi 5.
+    fp32 is always there. bf16 and fp16 appear only with hardware that computes them
+    (a CPU without it would emulate them, slower than fp32); int8 appears with 8-bit dot
+    products (VNNI, AMX, dotprod, i8mm). INT8 still runs without them (more slowly).
+
+    Args:
+        info: :func:`cpu_info`'s dict (``arch`` and ``simd``); default: this CPU's.
+    """
+    info = info or cpu_info()
+    arch = str(info.get("arch", "")).lower()
+    flags = set(info.get("simd", []))
+    out: Dict[str, List[str]] = {"fp32": []}
+
+    def have(names: Any) -> List[str]:
+        return [f for f in names if f in flags]
+
+    if arch in _X86:
+        if have(BF16_FLAGS):
+            out["bf16"] = have(BF16_FLAGS)
+        if have(FP16_FLAGS_X86):
+            out["fp16"] = have(FP16_FLAGS_X86)
+        if have(INT8_FLAGS_X86):
+            out["int8"] = have(INT8_FLAGS_X86)
+    elif arch in _ARM or arch.startswith("armv8"):
+        if have(FP16_FLAGS_ARM):
+            out["fp16"] = have(FP16_FLAGS_ARM)
+        if have(INT8_FLAGS_ARM):
+            out["int8"] = have(INT8_FLAGS_ARM)
+    return out
+
+
+def cpu_key() -> Dict[str, Any]:
+    """What identifies this CPU for cached measurements: model, arch and every /proc/cpuinfo flag, sorted."""
+    text = _read("/proc/cpuinfo")
+    flags_line = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.M)
+    info = cpu_info()
+    return {"model": info["model"], "arch": info["arch"],
+            "flags": sorted(set(flags_line.group(2).split())) if flags_line else []}
+
+
 def physical_cores() -> int:
     """Physical cores available to this process (hyper-threads not counted)."""
     try:
@@ -110,6 +170,7 @@ def package_versions(names: Optional[List[str]] = None) -> Dict[str, Optional[st
         "litert_torch": ["litert-torch"],
         "ai_edge_quantizer": ["ai-edge-quantizer"],
         "tensorrt": ["tensorrt", "tensorrt-cu12", "tensorrt-cu13"],
+        "openvino": ["openvino"],
     }
     out: Dict[str, Optional[str]] = {"python": platform.python_version()}
     for key, candidates in dists.items():

@@ -18,6 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = REPO / "tests" / "data" / "reference"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """``EDGESAM_CACHE_DIR`` -> a temporary folder for the whole session (restored after), so that no test
+    reads or writes the user's cache (OpenVINO's compiled models, precision checks, device profiles, bundles)."""
+    old = os.environ.get("EDGESAM_CACHE_DIR")
+    os.environ["EDGESAM_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgesam-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGESAM_CACHE_DIR", None)
+    else:
+        os.environ["EDGESAM_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """tests/data/reference (or ``EDGESAM_REFERENCE_DIR``): the official-format random checkpoint and the

@@ -26,8 +26,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgesam_edge"
 #: Top-level modules and subpackages of each layer; every module of the package must be in one.
 LAYERS: Dict[str, Tuple[str, ...]] = {
     "runtime": ("names", "errors", "transforms", "prompts", "predictor", "bundle", "metrics", "jsonsafe", "atomic",
-                "imageio", "overlay", "sysinfo", "paths", "progress", "modules", "onnx_graph", "defaults", "weights",
-                "engines", "camera"),
+                "imageio", "imageheader", "overlay", "sysinfo", "paths", "progress", "modules", "onnx_graph", "defaults", "weights",
+                "engines", "camera", "everything"),
     "build": ("model", "calibration", "builders", "bench"),
     "app": ("cli", "commands", "__main__"),
 }

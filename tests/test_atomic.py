@@ -39,3 +39,23 @@ def test_a_missing_folder_raises_and_creates_nothing(tmp_path):
     with pytest.raises(OSError):
         write_text_atomic(tmp_path / "no" / "such.json", "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_file_is_fsynced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """SD cards lose renamed-but-unflushed files on power loss (issue 19, item 14)."""
+    target = tmp_path / "manifest.json"
+    target.write_text("old")
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((path, target.read_text()))  # what the target held when this was synced
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    write_text_atomic(target, "new")
+    assert len(synced) == 2
+    (tmp_file, seen_before), (folder, seen_after) = synced
+    assert tmp_file != str(target) and tmp_file.startswith(str(tmp_path / ".manifest.json.")) and seen_before == "old"
+    assert folder == str(tmp_path) and seen_after == "new"

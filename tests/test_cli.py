@@ -36,7 +36,8 @@ def test_segment_writes_overlay_and_masks(tmp_path, small_bundle, capsys):
                "--bundle", str(small_bundle), "-o", str(out_png), "--masks-out", str(out_npz), "--json"])
     assert rc == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["backend"] == "onnxruntime" and len(info["objects"]) == 1
+    # backend "auto": ONNX Runtime, or OpenVINO where the CPU has a reduced float or int8 hardware (issue 18)
+    assert info["backend"] in ("onnxruntime", "openvino") and len(info["objects"]) == 1
     assert len(info["objects"][0]["scores"]) == 3 and "encoder" in info["timings_ms"]
     from edgesam_edge.imageio import read_image
 
@@ -140,3 +141,59 @@ def test_demo_runs_on_embedded_default(tmp_path, capsys, monkeypatch):
     info = json.loads(capsys.readouterr().out)
     assert info["objects"] and (tmp_path / "cache" / "demo.png").is_file()
     assert info["bundle"].startswith(str(Path(edgesam_edge.__file__).parent / "data" / "bundles" / "demo-"))
+
+
+# -- errors of the system and output names (issue 19, item 14) ---------------------------------------
+
+def test_disk_full_and_permission_denied_are_one_line_exit_2(tmp_path, small_bundle, capsys, monkeypatch):
+    import errno
+
+    from edgesam_edge.commands.demo import SAMPLE_IMAGE
+
+    out = tmp_path / "m.npz"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    monkeypatch.setattr(np, "savez_compressed", full)
+    argv = ["segment", str(SAMPLE_IMAGE), "--box", "10,10,200,200", "--bundle", str(small_bundle),
+            "--masks-out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {str(out)!r}: No space left on device (errno 28)"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # no .partial left
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", "/media/card/bundle")
+
+    monkeypatch.setattr("edgesam_edge.commands.export.run", denied)  # as raised from deep in an export
+    assert main(["export", "random", "-o", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.strip() == "error: '/media/card/bundle': Permission denied (errno 13)"
+
+
+def test_masks_out_writes_the_name_given_and_never_overwrites_without_force(tmp_path, small_bundle, capsys):
+    from edgesam_edge.commands.demo import SAMPLE_IMAGE
+
+    existing = tmp_path / "foo.npz"
+    existing.write_bytes(b"keep me")
+    base = ["segment", str(SAMPLE_IMAGE), "--box", "10,10,200,200", "--bundle", str(small_bundle)]
+    assert main(base + ["--masks-out", str(tmp_path / "foo")]) == 0
+    capsys.readouterr()
+    assert existing.read_bytes() == b"keep me"  # not foo.npz: the file named
+    z = np.load(tmp_path / "foo")
+    assert z["masks"].shape == (1, 3, 512, 512)
+    assert main(base + ["--masks-out", str(tmp_path / "foo")]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(base + ["--masks-out", str(existing), "--force"]) == 0
+    assert np.load(existing)["masks"].dtype == bool
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foo", "foo.npz"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--onnx"]])
+def test_a_negative_retries_is_a_usage_error(tmp_path, capsys, extra):
+    with pytest.raises(SystemExit) as exc:
+        main(["weights", "download", "edge_sam", "--retries", "-1", "--dir", str(tmp_path), *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: argument --retries: -1 is negative") and "\n" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ def no_user_weights(tmp_path, monkeypatch):
     monkeypatch.delenv("EDGESAM_CHECKPOINT", raising=False)
     monkeypatch.setenv("EDGESAM_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.delenv(defaults.FORMATS_ENV, raising=False)
+    monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))  # no device profile of the user's
     return tmp_path
 
 
@@ -51,7 +52,7 @@ def test_demo_bundle_is_public_and_loads(no_user_weights):
 
 
 def test_demo_bundle_follows_the_installed_runtime(no_user_weights, monkeypatch):
-    _installed(monkeypatch, tflite=True, onnxruntime=True)
+    _installed(monkeypatch, tflite=True, onnxruntime=True, openvino=False)  # OpenVINO: test_selection.py
     assert defaults.demo_bundle() == defaults.DEMO_BUNDLES["tflite"]  # LiteRT ranks first on CPUs
     _installed(monkeypatch, tflite=False, onnxruntime=True)
     assert defaults.demo_bundle() == defaults.DEMO_BUNDLES["onnx"]
@@ -76,7 +77,7 @@ def test_demo_bundle_errors(no_user_weights, monkeypatch, tmp_path):
 
 
 def test_default_format(no_user_weights, monkeypatch):
-    _installed(monkeypatch, tflite=True, onnxruntime=True)
+    _installed(monkeypatch, tflite=True, onnxruntime=True, openvino=False)  # OpenVINO: test_selection.py
     assert defaults.default_format() == "tflite"
     monkeypatch.setenv(defaults.FORMATS_ENV, "ONNX ")
     assert defaults.default_format() == "onnx"

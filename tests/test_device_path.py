@@ -18,7 +18,7 @@ from tests.conftest import REPO, require_backend
 BUILD_ONLY = ("torch", "torchvision", "onnx", "onnxslim", "litert_torch", "ai_edge_quantizer", "safetensors",
               "matplotlib", "skimage")
 #: The runtime each device extra installs, and the other runtimes it does not.
-DEVICE_INSTALLS = {"tflite": ("onnxruntime",), "onnxruntime": ("ai_edge_litert", "tflite_runtime")}
+DEVICE_INSTALLS = {"tflite": ("onnxruntime", "openvino"), "onnxruntime": ("ai_edge_litert", "tflite_runtime", "openvino")}
 SAMPLE = REPO / "edgesam_edge" / "data" / "astronaut.jpg"
 
 

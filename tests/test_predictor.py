@@ -16,7 +16,8 @@ pytest.importorskip("onnxruntime", reason="the Predictor tests run on ONNX Runti
 
 @pytest.fixture(scope="module")
 def predictor(onnx_bundle):
-    with Predictor.load(onnx_bundle) as p:
+    # the original outputs within 1e-2 are an fp32 claim: "auto" may pick a reduced float (test_precision_*)
+    with Predictor.load(onnx_bundle, precision="fp32") as p:
         yield p
 
 
@@ -162,3 +163,44 @@ def test_official_onnx_folder_without_manifest(tmp_path, onnx_bundle, reference_
 
 def test_device_path_never_imports_torch(onnx_bundle, tmp_path):
     assert "(3, 64, 80)" in predict_without_torch(onnx_bundle)
+
+
+def test_precision_auto_keeps_the_fp32_masks(onnx_bundle, reference_images, monkeypatch, tmp_path):
+    """The default Predictor (backend and precision "auto": a reduced float where the CPU has one natively)
+    against the FP32 Predictor: masks at mean IoU >= 0.98 on the reference photos, points and boxes."""
+    monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
+    with Predictor.load(onnx_bundle) as auto, Predictor.load(onnx_bundle, precision="fp32") as fp32:
+        assert fp32.precision == "fp32" and auto.precision in ("fp32", "bf16", "fp16")
+        assert auto.selection["precision"] == auto.precision and auto.selection["backend"] == auto.backend_name
+        ious = []
+        for name in ("astronaut", "chelsea"):
+            img = reference_images[name]
+            h, w = img.shape[:2]
+            auto.set_image(img)
+            fp32.set_image(img)
+            for kw in (dict(point_coords=np.array([[[w * 0.5, h * 0.45]], [[w * 0.2, h * 0.8]]]),
+                            point_labels=np.ones((2, 1))),
+                       dict(box=np.array([[w * 0.1, h * 0.1, w * 0.6, h * 0.7],
+                                          [w * 0.4, h * 0.3, w * 0.9, h * 0.9]]))):
+                ious.append(mask_iou(auto.predict(**kw)[0].reshape(-1, h, w), fp32.predict(**kw)[0].reshape(-1, h, w)))
+        assert float(np.mean(ious)) >= 0.98
+
+
+@pytest.mark.parametrize("precision, match", [("int8", "needs a calibrated INT8 bundle"),
+                                              ("double", "precision 'double' is not one of auto")])
+def test_precision_the_bundle_cannot_run(onnx_bundle, precision, match):
+    with pytest.raises(EdgeSamError, match=match) as err:
+        Predictor.load(onnx_bundle, precision=precision)
+    assert "\n" not in str(err.value)
+
+
+def test_the_fidelity_check_leaves_no_image_set(onnx_bundle, monkeypatch, tmp_path):
+    """A first load (empty cache: the precision check runs on the sample photo) returns a Predictor with no image."""
+    monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "fresh"))
+    with Predictor.load(onnx_bundle) as p:
+        assert not p.is_image_set
+        with pytest.raises(EdgeSamError, match="set_image"):
+            p.predict(box=[0, 0, 5, 5])
+        p.set_image(np.zeros((32, 48, 3), np.uint8))
+        p.reset_image()
+        assert not p.is_image_set

@@ -11,6 +11,7 @@ import pickle
 import re
 import struct
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -535,3 +536,114 @@ def test_cli_errors(argv, match, server, wrong_ckpt, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()  # log lines may come first
     assert err[-1].startswith("error: ") and match in err[-1]
     assert sum(line.startswith("error:") for line in err) == 1 and not any("Traceback" in e for e in err)
+
+
+# -- zip bombs and old torch (issue 19, items 12 and 13) ----------------------------------------------
+
+def _zip_with_pickle(path: Path, payload: bytes, declared: Optional[int] = None,
+                     method: int = zipfile.ZIP_STORED) -> Path:
+    """A PyTorch-style zip whose ``archive/data.pkl`` holds ``payload``; ``declared`` patches the size
+    its headers claim (local header and central directory)."""
+    with zipfile.ZipFile(path, "w", method) as zf:
+        zf.writestr("archive/data.pkl", payload)
+        zf.writestr("archive/data/0", b"\x00" * 16)
+    if declared is not None:
+        raw = bytearray(path.read_bytes())
+        local, central = raw.find(b"PK\x03\x04"), raw.find(b"PK\x01\x02")
+        struct.pack_into("<I", raw, local + 22, declared)
+        struct.pack_into("<I", raw, central + 24, declared)
+        path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.fixture
+def zip_opens(monkeypatch):
+    """Names of the zip members opened (read) during the test."""
+    opened = []
+    real = zipfile.ZipFile.open
+
+    def spy(self, name, mode="r", *args, **kwargs):
+        if mode == "r":
+            opened.append(name if isinstance(name, str) else name.filename)
+        return real(self, name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    return opened
+
+
+def test_a_data_pkl_claiming_a_huge_size_is_refused_unread(tmp_path, zip_opens):
+    path = _zip_with_pickle(tmp_path / "claims.pth", pickle.dumps({}), declared=0xF0000000)
+    with pytest.raises(CheckpointError, match=r"data.pkl declares 4,026,531,840 bytes, more than the 16,777,216") as e:
+        W.verify(path)
+    assert "\n" not in str(e.value) and zip_opens == []
+
+
+def test_a_deflated_data_pkl_bomb_is_refused_unread(tmp_path, zip_opens):
+    path = _zip_with_pickle(tmp_path / "bomb.pth", bytes(64 << 20), method=zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match=r"declares 67,108,864 bytes"):
+        W.verify(path)
+    assert zip_opens == []
+
+
+def test_a_data_pkl_larger_than_its_directory_says_is_read_bounded(tmp_path):
+    path = _zip_with_pickle(tmp_path / "liar.pth", bytes(64 << 20), declared=1000, method=zipfile.ZIP_DEFLATED)
+    with pytest.raises(CheckpointError) as e:  # read up to the declared size, then the CRC does not match
+        W.verify(path)
+    assert "\n" not in str(e.value)
+
+
+def test_dependency_floors_have_no_known_holes():
+    """torch < 2.6: weights_only bypass (CVE-2025-32434); onnx < 1.16: external data out of the folder
+    (CVE-2024-27318)."""
+    tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"]) + [r for rs in project["optional-dependencies"].values() for r in rs]
+    floors = {"torch": (2, 6), "onnx": (1, 16)}
+    seen = set()
+    for req in reqs:
+        m = re.match(r"([A-Za-z0-9_.-]+)\s*(.*)", req)
+        name, spec = m.group(1).lower(), m.group(2)
+        if name in floors:
+            seen.add(name)
+            low = re.search(r">=\s*(\d+)\.(\d+)", spec)
+            assert low and (int(low.group(1)), int(low.group(2))) >= floors[name], req
+    assert seen == set(floors)
+
+
+def test_torch_versions_without_a_safe_weights_only():
+    assert not W.reader.torch_load_is_safe("2.5.1+cu121")
+    assert not W.reader.torch_load_is_safe("2.1.0") and not W.reader.torch_load_is_safe("unknown")
+    assert not W.reader.torch_load_is_safe(None)
+    assert W.reader.torch_load_is_safe("2.6.0") and W.reader.torch_load_is_safe("2.13.0+cpu")
+    assert W.reader.torch_load_is_safe("3.0.0a0")
+
+
+def test_verify_uses_the_restricted_reader_with_an_old_torch(monkeypatch):
+    from edgesam_edge.commands import weights as cmd
+
+    monkeypatch.setattr(cmd, "module_version", lambda name: "2.5.1")
+    assert cmd._torch_reader() is None
+    monkeypatch.setattr(cmd, "module_version", lambda name: "2.6.0")
+    assert cmd._torch_reader() is not None
+
+
+def test_an_old_torch_never_loads_what_the_restricted_reader_refuses(tmp_path, fake_ckpt, monkeypatch):
+    from edgesam_edge.model.checkpoint import read_state_dict
+
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"image_encoder.features.0.0.c.weight": _OpensAFile(marker)}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        read_state_dict(evil)
+    assert loads == [] and not marker.exists()
+    legacy = tmp_path / "legacy.pth"
+    legacy.write_bytes(pickle.dumps({"w": 1}, protocol=2))
+    with pytest.raises(CheckpointError, match="torch 2.5.1 cannot load this legacy"):
+        read_state_dict(legacy)
+    assert loads == []
+    assert len(read_state_dict(fake_ckpt)) == len(W.expected_layout()) and len(loads) == 1

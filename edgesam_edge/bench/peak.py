@@ -36,7 +36,35 @@ that case "% of limit" reads as "% of what the best BLAS achieves here".
 The limit: the encoder needs ``2 x MACs`` FLOP, so at peak it cannot run faster than
 ``limit_ms = 2 x GMACs / peak GFLOPS x 1000``. "% of limit" is ``limit_ms /
 measured p50 x 100``: how close the measured encoder gets to the device's peak.
-INT8 engines can exceed 100% (the peak is FP32's).
+
+Per precision (:func:`precision_peak`): "% of limit" is measured against the peak of the
+precision the encoder actually ran in, from the CPU's features (ops per cycle per core,
+a multiply-add counting 2; first match wins):
+
+=========  ==========================================  =========  ==========================
+precision  feature (and CPU)                           ops/cycle  e.g.
+=========  ==========================================  =========  ==========================
+bf16       amx_bf16 (AMX tiles: 1024 MACs/cycle)            2048  Xeon Sapphire Rapids+
+bf16       avx512_bf16, AMD family 25 (256-bit pipes)         64  EPYC 9004 (Zen 4)
+bf16       avx512_bf16 (2 x 512-bit pipes)                   128  Cooper Lake, Zen 5
+fp16       amx_fp16                                         2048  Xeon Granite Rapids
+fp16       avx512_fp16 (32 lanes x 2 pipes x 2)              128  Sapphire Rapids
+fp16       Arm asimdhp (8 lanes x 2 pipes x 2)                32  Cortex-A76 / A78AE
+int8       amx_int8 (2048 MACs/cycle)                       4096  Sapphire Rapids+
+int8       avx512_vnni, AMD family 25                        128  EPYC 9004 (Zen 4)
+int8       avx512_vnni (64 MACs x 2 pipes x 2)               256  Ice Lake+ Xeon, Zen 5
+int8       avx_vnni (32 MACs x 2 pipes x 2)                  128  Alder Lake+
+int8       Arm i8mm (SMMLA: 32 MACs x 2 pipes x 2)           128  Cortex-X2, Neoverse V1
+int8       Arm asimddp (SDOT: 16 MACs x 2 pipes x 2)          64  Cortex-A76 / A78AE
+int8       avx2 (vpmaddubsw + vpmaddwd: ~16 MACs x 2 x 2)     64  Haswell-Zen 3
+other      the FP32 rate (no faster hardware)
+=========  ==========================================  =========  ==========================
+
+These are the hardware's rates; no runtime reaches them, and an INT8 bundle keeps some
+blocks in float, so its "% of limit" is an upper bound on how well it uses the hardware.
+Where the FP32 estimate was replaced by the SGEMM rate (the kernel reports a low clock),
+the other precisions are scaled by the same factor; ``--peak-gflops`` is the FP32 peak and
+scales the others by their ops-per-cycle ratio.
 """
 
 from __future__ import annotations
@@ -49,13 +77,15 @@ import numpy as np
 
 from ..errors import EdgeSamError
 
-__all__ = ["PeakEstimate", "flops_per_cycle", "estimate_peak", "device_peak", "measure_sgemm_gflops", "reconcile",
-           "limit_ms", "percent_of_limit"]
+__all__ = ["PeakEstimate", "flops_per_cycle", "ops_per_cycle", "estimate_peak", "device_peak", "precision_peak",
+           "measure_sgemm_gflops", "reconcile", "limit_ms", "percent_of_limit", "PRECISIONS"]
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 @dataclass(frozen=True)
 class PeakEstimate:
-    """An FP32 peak and how it was obtained.
+    """A peak arithmetic rate (FP32 unless ``precision`` says otherwise) and how it was obtained.
 
     Attributes:
         gflops: peak FP32 GFLOP/s (None if unknown).
@@ -72,6 +102,7 @@ class PeakEstimate:
     basis: str
     source: str = "formula"
     sgemm_gflops: Optional[float] = None
+    precision: str = "fp32"
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -179,3 +210,58 @@ def percent_of_limit(limit: Optional[float], measured_ms: Optional[float]) -> Op
     if not limit or not measured_ms:
         return None
     return round(100.0 * limit / measured_ms, 1)
+
+
+def ops_per_cycle(precision: str, simd: Iterable[str], arch: str = "x86_64", vendor: Optional[str] = None,
+                  family: Optional[str] = None) -> Tuple[int, str]:
+    """Operations per cycle per core in ``precision`` (a multiply-add counts 2) and the rule used.
+
+    The table is in this module's doc; "fp32", and a precision without faster hardware,
+    give :func:`flops_per_cycle`.
+
+    Raises:
+        EdgeSamError: an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise EdgeSamError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    flags = {f.lower() for f in simd}
+    arch_l = (arch or "").lower()
+    arm = arch_l in ("aarch64", "arm64") or "asimd" in flags
+    zen4 = (vendor or "").startswith("AuthenticAMD") and str(family) == "25"
+    rules = {
+        "bf16": [("amx_bf16" in flags, 2048, "AMX-BF16 tiles: 1024 MACs/cycle"),
+                 ("avx512_bf16" in flags and zen4, 64, "AVX512-BF16 on 2x256-bit pipes (Zen 4): 16 MACs x 2 x 2"),
+                 ("avx512_bf16" in flags, 128, "AVX512-BF16: 32 MACs x 2 pipes x 2")],
+        "fp16": [("amx_fp16" in flags, 2048, "AMX-FP16 tiles: 1024 MACs/cycle"),
+                 ("avx512_fp16" in flags, 128, "AVX512-FP16: 32 lanes x 2 pipes x 2"),
+                 (arm and ("asimdhp" in flags or "fphp" in flags), 32, "Arm fp16 (asimdhp): 8 lanes x 2 pipes x 2")],
+        "int8": [("amx_int8" in flags, 4096, "AMX-INT8 tiles: 2048 MACs/cycle"),
+                 ("avx512_vnni" in flags and zen4, 128, "AVX512-VNNI on 2x256-bit pipes (Zen 4): 32 MACs x 2 x 2"),
+                 ("avx512_vnni" in flags, 256, "AVX512-VNNI: 64 MACs x 2 pipes x 2"),
+                 ("avx_vnni" in flags, 128, "AVX-VNNI: 32 MACs x 2 pipes x 2"),
+                 (arm and "i8mm" in flags, 128, "Arm i8mm (SMMLA): 32 MACs x 2 pipes x 2"),
+                 (arm and "asimddp" in flags, 64, "Arm dotprod (SDOT): 16 MACs x 2 pipes x 2"),
+                 (not arm and "avx2" in flags, 64, "AVX2 without VNNI (vpmaddubsw + vpmaddwd): ~16 MACs x 2 x 2")],
+    }
+    for ok, ops, rule in rules.get(precision, []):
+        if ok:
+            return ops, rule
+    fpc, rule = flops_per_cycle(flags, arch, vendor, family)
+    return fpc, (rule if precision == "fp32" else f"no {precision} hardware: the FP32 rate ({rule})")
+
+
+def precision_peak(fp32: PeakEstimate, precision: str, simd: Iterable[str], arch: str = "x86_64",
+                   vendor: Optional[str] = None, family: Optional[str] = None) -> PeakEstimate:
+    """The peak in ``precision`` from the FP32 estimate (as reconciled with the SGEMM check).
+
+    The FP32 rate is scaled by ``ops_per_cycle(precision) / flops_per_cycle()``: the same cores
+    and clock, so a clock the SGEMM check corrected (or ``--peak-gflops``) carries over.
+    """
+    if precision == "fp32":
+        return fp32
+    simd = list(simd)
+    ops, rule = ops_per_cycle(precision, simd, arch, vendor, family)
+    fpc, _ = flops_per_cycle(simd, arch, vendor, family)
+    gflops = None if fp32.gflops is None else round(fp32.gflops * ops / fpc, 2)
+    basis = f"{precision}: {ops} ops/cycle ({rule}) = {ops / fpc:g} x the FP32 peak ({fp32.basis})"
+    return PeakEstimate(gflops, fp32.cores, fp32.mhz, ops, basis, fp32.source, fp32.sgemm_gflops, precision)

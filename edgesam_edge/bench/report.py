@@ -171,15 +171,21 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         out.append(_table(dh, drows))
     lim = report.get("limit") or {}
     out += ["", "## Physical limit (encoder)", ""]
-    out.append(f"Peak {_fmt(lim.get('peak_gflops'))} GFLOPS FP32: {lim.get('basis', '')}. "
-               "limit ms = 2 x GMACs / peak GFLOPS; % of limit = limit ms / encoder p50.")
+    precision = str(lim.get("precision") or "fp32").upper()
+    out.append(f"Peak {_fmt(lim.get('peak_gflops'))} GFLOPS {precision}: {lim.get('basis', '')}. "
+               "limit ms = 2 x GMACs / peak GFLOPS (in the precision each encoder ran in); "
+               "% of limit = limit ms / encoder p50.")
     out.append("")
-    lh = ["bundle", "encoder GMACs", "limit ms", "encoder p50 ms", "% of limit"]
-    lrows = [[b.get("bundle"), b.get("encoder_gmacs"), b.get("limit_ms"), b.get("encoder_p50_ms"),
-              b.get("percent_of_limit")] for b in lim.get("bundles", [])]
+    lh = ["bundle", "precision", "peak GFLOPS", "encoder GMACs", "limit ms", "encoder p50 ms", "% of limit"]
+    lrows = [[b.get("bundle"), b.get("precision", "fp32"), b.get("peak_gflops", lim.get("peak_gflops")),
+              b.get("encoder_gmacs"), b.get("limit_ms"), b.get("encoder_p50_ms"), b.get("percent_of_limit")]
+             for b in lim.get("bundles", [])]
     if not lrows:
-        lrows = [["-", lim.get("encoder_gmacs"), lim.get("limit_ms"), None, None]]
+        lrows = [["-", "fp32", lim.get("peak_gflops"), lim.get("encoder_gmacs"), lim.get("limit_ms"), None, None]]
     out.append(_table(lh, lrows))
+    for b in lim.get("bundles", []):
+        if b.get("precision", "fp32") != (lim.get("precision") or "fp32") and b.get("peak_basis"):
+            out.append(f"- {b.get('bundle')}: {b['peak_basis']}")
     out += ["", f"Peak RSS: {_fmt(report.get('peak_rss_mb'))} MB"]
     for b in s.get("bundles", []):
         after = b.get("peak_rss_mb_after") or {}

@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..bundle import MANIFEST, load_bundle, sha256_file
-from ..engines.base import get_backend
+from ..engines.base import get_backend, run_precision
+from ..engines.selection import validate_precision
 from ..errors import BackendUnavailable, EdgeSamError
 from ..imageio import read_image
 from ..predictor import Predictor, select_backend
@@ -37,13 +38,24 @@ from .device import collect_device, collect_versions, now_utc
 from .live import measure_live
 from .macs import count_macs
 from .memory import peak_rss_mb, reset_peak_rss
-from .peak import PeakEstimate, device_peak, limit_ms, measure_sgemm_gflops, percent_of_limit, reconcile
+from .peak import (PeakEstimate, device_peak, limit_ms, measure_sgemm_gflops, percent_of_limit, precision_peak,
+                   reconcile)
 from .report import RESULT_KEYS, STAGE_ORDER
 from .stats import summarize
 
+
+def settle_decoder(predictor: Any, call: Any) -> None:
+    """Warm-up for a decoder that compiles repeated shapes in the background (OpenVINO): two more untimed
+    calls, then wait for the compilation, so the timed runs measure the steady state."""
+    settle = getattr(predictor.decoder, "settle", None)
+    if settle is not None:
+        call()
+        call()
+        settle()
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["BenchConfig", "BenchRun", "SAMPLE_IMAGE", "object_prompts"]
+__all__ = ["BenchConfig", "BenchRun", "SAMPLE_IMAGE", "object_prompts", "settle_decoder"]
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
 #: Backends whose encoder runs on a GPU: the CPU peak says nothing about them.
@@ -67,6 +79,7 @@ class BenchConfig:
         live_frames: frames of the live loop.
         progress: show a progress bar.
         check_peak: time a BLAS SGEMM to check the peak estimate (see :mod:`.peak`).
+        precision: "auto" or the precision to run in (``Predictor.load``'s ``precision``).
     """
 
     runs: int = 20
@@ -79,6 +92,7 @@ class BenchConfig:
     live_frames: int = 300
     progress: bool = True
     check_peak: bool = True
+    precision: str = "auto"
 
     def validate(self) -> None:
         """Raise EdgeSamError on a value out of range (one line naming it)."""
@@ -94,6 +108,7 @@ class BenchConfig:
             raise EdgeSamError(f"--peak-gflops {self.peak_gflops!r} must be a positive number")
         if self.live_frames < 1:
             raise EdgeSamError(f"--live-frames {self.live_frames!r} must be >= 1")
+        validate_precision(self.precision)
 
 
 @dataclass
@@ -152,7 +167,7 @@ class BenchRun:
         self.targets: List[_Target] = []
         for i, p in enumerate(bundles):
             bundle = load_bundle(p)
-            name = select_backend(bundle, backend)
+            name = select_backend(bundle, backend, self.config.precision)
             cls = get_backend(name)
             info = cls.probe()
             if not info.available:
@@ -169,6 +184,8 @@ class BenchRun:
         self._rss: Dict[str, Optional[float]] = {}
         self._rss_phases: Dict[str, Dict[str, Optional[float]]] = {}
         self._gmacs: Dict[str, Optional[float]] = {}
+        #: The precision each bundle ran in (Predictor.precision), once it is open.
+        self._precision: Dict[str, str] = {}
         self.live: Optional[Dict[str, Any]] = None
         self.interrupted = False
         self.command: Optional[str] = None
@@ -215,8 +232,9 @@ class BenchRun:
         logger.info("benchmarking %s on %s: %d runs after %d warm-up", t.path, t.backend, cfg.runs, cfg.warmup)
         try:
             t0 = time.perf_counter()
-            predictor = Predictor.load(t.path, backend=t.backend, **options)
+            predictor = Predictor.load(t.path, backend=t.backend, precision=cfg.precision, **options)
             samples[("load", None)] = [1e3 * (time.perf_counter() - t0)]
+            self._precision[t.name] = predictor.precision
             phases = self._rss_phases.setdefault(t.name, {})
             phases["load"] = peak_rss_mb()
             try:
@@ -224,6 +242,8 @@ class BenchRun:
                     predictor.set_image(self.image)
                     predictor.predict(point_coords=point, point_labels=label)
                     bar.update()
+                if cfg.warmup:
+                    settle_decoder(predictor, lambda: predictor.predict(point_coords=point, point_labels=label))
                 for _ in range(cfg.runs):
                     t0 = time.perf_counter()
                     predictor.set_image(self.image)
@@ -242,6 +262,8 @@ class BenchRun:
                     for _ in range(min(cfg.warmup, 1)):
                         predictor.predict(**kw)
                         bar.update()
+                    if cfg.warmup:
+                        settle_decoder(predictor, lambda kw=kw: predictor.predict(**kw))
                     for _ in range(cfg.runs):
                         t0 = time.perf_counter()
                         predictor.predict(**kw)
@@ -268,7 +290,7 @@ class BenchRun:
                 if not xs:
                     continue
                 st = summarize(xs)
-                row = {"bundle": t.name, "backend": t.backend, "precision": t.bundle.precision,
+                row = {"bundle": t.name, "backend": t.backend, "precision": self._run_precision(t),
                        "input_size": t.bundle.input_size, "stage": stage, "objects": objects}
                 row.update(st.as_dict())
                 rows.append({k: row[k] for k in RESULT_KEYS})
@@ -289,18 +311,34 @@ class BenchRun:
                 gmacs = round(g0 * (t.bundle.input_size / s0) ** 2, 4)
                 note = f"scaled from the {s0}x{s0} ONNX encoder (this bundle is {t.bundle.format})"
             enc = next((r["p50_ms"] for r in results if r["bundle"] == t.name and r["stage"] == "encoder"), None)
-            use_peak = peak
+            run = self._run_precision(t)
+            prec_peak = self._peak_for(run)
+            use_peak = prec_peak.gflops
             if t.backend in GPU_BACKENDS and self.config.peak_gflops is None:
                 use_peak, note = None, "runs on the GPU: pass --peak-gflops with the GPU's peak"
             lim = limit_ms(gmacs, use_peak)
             entry = {"bundle": t.name, "encoder_gmacs": gmacs, "limit_ms": lim, "encoder_p50_ms": enc,
-                     "percent_of_limit": percent_of_limit(lim, enc)}
+                     "percent_of_limit": percent_of_limit(lim, enc), "precision": run, "peak_gflops": use_peak,
+                     "peak_basis": prec_peak.basis}
             if note:
                 entry["note"] = note
             per.append(entry)
         first = per[0] if per else {}
-        return {"encoder_gmacs": first.get("encoder_gmacs"), "peak_gflops": peak, "limit_ms": first.get("limit_ms"),
-                "basis": self.peak.basis, "peak": self.peak.as_dict(), "bundles": per}
+        # the headline peak is that of the first bundle's precision, so limit_ms = 2 x GMACs / peak_gflops holds
+        head = self._peak_for(first["precision"]) if per else self.peak
+        return {"encoder_gmacs": first.get("encoder_gmacs"), "peak_gflops": head.gflops if per else peak,
+                "limit_ms": first.get("limit_ms"), "precision": head.precision, "basis": head.basis,
+                "peak": self.peak.as_dict(), "bundles": per}
+
+    def _run_precision(self, t: _Target) -> str:
+        """The precision ``t``'s encoder ran in (before it is open: what its bundle computes in)."""
+        return self._precision.get(t.name) or run_precision(t.bundle)
+
+    def _peak_for(self, precision: str) -> PeakEstimate:
+        """The device's peak in ``precision`` (FP32: the reconciled estimate; see :func:`.peak.precision_peak`)."""
+        cpu = self.device.get("cpu", {})
+        return precision_peak(self.peak, precision, cpu.get("simd") or [], cpu.get("arch") or "", cpu.get("vendor"),
+                              cpu.get("family"))
 
     def report(self) -> Dict[str, Any]:
         """The JSON-ready report of what was measured so far (see :mod:`edgesam_edge.bench.report`)."""
@@ -310,7 +348,8 @@ class BenchRun:
             mpath = t.path / MANIFEST
             bundles.append({
                 "name": t.name, "path": str(t.path), "backend": t.backend, "format": t.bundle.format,
-                "precision": t.bundle.precision, "input_size": t.bundle.input_size,
+                "precision": self._run_precision(t), "bundle_precision": t.bundle.precision,
+                "input_size": t.bundle.input_size,
                 "official": t.bundle.official,
                 "manifest_sha256": sha256_file(mpath) if mpath.is_file() else None,
                 "artifacts": {role: a.get("sha256") for role, a in t.bundle.manifest.get("artifacts", {}).items()},
@@ -331,7 +370,8 @@ class BenchRun:
             "image": {"name": self.image_name, "width": int(w), "height": int(h)},
             "prompts": {"set_image+predict": "one positive point at the image centre",
                         "decoder": "K objects in one batch, each a box and a positive point"},
-            "precision": sorted({t.bundle.precision for t in self.targets}),
+            "precision": sorted({self._run_precision(t) for t in self.targets}),
+            "precision_requested": cfg.precision,
             "input_size": sorted({t.bundle.input_size for t in self.targets}),
             "bundles": bundles,
             "load_average": {"before": self._load_before, "after": _load_average()},

@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 
 from .. import transforms as T
-from ..errors import EdgeSamError
+from ..errors import EdgeSamError, InvalidImage
+from ..imageio import ImageTooLarge, decode_image
 
 logger = logging.getLogger(__name__)
 
@@ -135,15 +136,22 @@ def resolve_source(spec: PathLike) -> Tuple[str, List[Path]]:
 
 
 def _read_image(path: Path) -> Optional[Tuple[np.ndarray, str]]:
-    """(HxWx3 uint8 RGB, sha256 of the file) or None if unreadable."""
+    """(HxWx3 uint8 RGB, sha256 of the file) or None if unreadable.
+
+    Raises:
+        ImageTooLarge: the header declares more pixels than the limit (checked before decoding).
+    """
     try:
         data = path.read_bytes()
     except OSError:
         return None
     if not data:
         return None
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.size == 0:
+    try:
+        arr = decode_image(data, str(path), cv2.IMREAD_UNCHANGED)
+    except ImageTooLarge:
+        raise
+    except InvalidImage:
         return None
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
@@ -203,10 +211,13 @@ def load_images(spec: PathLike, count: int, size: int, what: str = "calibration"
                 ) -> Tuple[List[CalibrationImage], List[str]]:
     """Up to ``count`` images of ``spec`` (evenly spread over it), resized for an S = ``size`` encoder.
 
-    Unreadable files are skipped with a warning and returned as the second item.
+    Unreadable files are skipped with a warning and returned as the second item. An
+    image over the pixel limit (:func:`edgesam_edge.imageio.max_image_pixels`) is an
+    error, found from its header before it is decoded.
 
     Raises:
         CalibrationError: missing source, no readable image.
+        ImageTooLarge: an image over the pixel limit.
     """
     if count <= 0:
         raise CalibrationError(f"{what} image count {count} must be positive")

@@ -3,17 +3,23 @@
 - capture: the source's own thread, always holding only the newest frame;
 - encode: a worker thread that encodes the newest frame the tracker has seen and
   re-prompts every object on it (:meth:`Tracker.refine`), as fast as the model allows;
-- track + render: the calling thread, at the camera's rate: flow for every frame,
-  overlay, sinks, user prompts, statistics.
+- track: the calling thread (the display thread), at the camera's rate: flow for every
+  frame, then it hands the frame, its tracks and the overlay (rendered once, on first
+  use, shared) to the sinks, and handles user prompts and statistics;
+- sinks: each on its own writer thread fed by a bounded queue
+  (:mod:`~edgesam_edge.camera.sink_runner`), so recording never costs the display a frame.
 
 It stops at ``max_frames``, at the end of the stream, on a sink's "quit", on Ctrl-C
-(``KeyboardInterrupt`` in the calling thread) or on an error in any part; every
-thread is joined and every sink closed before :meth:`LiveLoop.run` returns or raises.
+(``KeyboardInterrupt`` in the calling thread), when every sink has failed, or on an
+error in any part; every thread is joined and every sink closed (its queue written
+first, unless an error ended the run) before :meth:`LiveLoop.run` returns or raises.
+A sink that fails stops itself (one logged line) and the loop goes on without it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,11 +29,13 @@ import numpy as np
 
 from ..errors import EdgeSamError, InvalidPrompt
 from ..metrics import mask_iou
+from .errors import SourceError
 from .flow import mask_box
 from .frame import Frame
 from .protocols import PredictorLike
-from .render import render_overlay
 from .sink_base import Sink, UserEvent
+from .sink_group import SinkGroup
+from .sink_runner import DEFAULT_QUEUE_SIZE
 from .source import Source
 from .tracker import LOST, Box, Track, Tracker
 
@@ -119,6 +127,9 @@ class _Stats:
     track_ms: List[float] = field(default_factory=list)
     iou: Dict[int, List[float]] = field(default_factory=dict)  # gt id -> per-frame IoU
     lost_frames: int = 0
+    render: List[float] = field(default_factory=list)  # seconds per overlay rendered (writer threads)
+    handoff: List[float] = field(default_factory=list)  # seconds the display thread spent handing over
+    display_cpu: List[float] = field(default_factory=list)  # CPU seconds of the display thread per frame
 
 
 def gt_boxes(gt: Dict[int, np.ndarray]) -> Dict[int, Box]:
@@ -148,11 +159,13 @@ class LiveLoop:
         prime: encode the first frame synchronously when there are initial prompts, so masks show from
             the start (the first frame is shown once that encoding is done).
         max_history: cap of latency samples kept (memory stays bounded on long runs).
+        sink_queue: frames each sink's writer thread may fall behind before its oldest is dropped.
     """
 
     def __init__(self, source: Source, tracker: Tracker, sinks: Sequence[Sink] = (), max_frames: Optional[int] = None,
                  prompts: Sequence[Prompt] = (), prompt_from_gt: bool = False, prime: bool = True,
-                 max_history: int = 100_000, read_timeout: float = 30.0) -> None:
+                 max_history: int = 100_000, read_timeout: float = 30.0,
+                 sink_queue: int = DEFAULT_QUEUE_SIZE) -> None:
         if max_frames is not None and max_frames < 1:
             raise EdgeSamError(f"max_frames {max_frames} is not a positive number")
         self.source = source
@@ -164,6 +177,10 @@ class LiveLoop:
         self.prime = prime
         self.max_history = int(max_history)
         self.read_timeout = float(read_timeout)
+        if int(sink_queue) < 1:
+            raise EdgeSamError(f"sink_queue {sink_queue} is not a positive number")
+        self.sink_queue = int(sink_queue)
+        self._sinks = SinkGroup(self.sinks, self.sink_queue, self.max_history)
         self.stop = threading.Event()
         self.stats: Dict[str, Any] = {}
         self._gt_of: Dict[int, int] = {}  # track id -> ground-truth id
@@ -196,27 +213,45 @@ class LiveLoop:
                 self._gt_of[oid] = p.gt_id
 
     def _handle(self, ev: UserEvent) -> None:
+        """Apply one user event. One that is malformed or fails (NaN, an unknown kind, a click outside
+        the frame, the object cap) is logged and dropped: a user event never ends the run."""
+        kind = getattr(ev, "kind", None)
         try:
-            if ev.kind == "quit":
+            if kind == "quit":
                 self.stop_reason = "quit by the user"
                 self.stop.set()
-            elif ev.kind == "clear":
+            elif kind == "clear":
                 self.tracker.clear()
                 self._gt_of.clear()
-            elif ev.kind == "box" and ev.box is not None:
+            elif kind == "remove":
+                oid = ev.object_id
+                if isinstance(oid, bool) or not isinstance(oid, int):
+                    raise InvalidPrompt(f"object id {oid!r} is not a whole number")
+                self.tracker.remove(oid)
+                self._gt_of.pop(oid, None)
+            elif kind == "box" and ev.box is not None:
                 self.tracker.add(box=ev.box)
-            elif ev.kind == "point":
+            elif kind == "point":
+                x, y = float(ev.x), float(ev.y)
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    raise InvalidPrompt(f"point ({x}, {y}) is not finite")
                 if ev.label == 1:
-                    self.tracker.add(points=[(ev.x, ev.y)], labels=[1])
-                else:
-                    target = self.tracker.object_at(ev.x, ev.y)
+                    self.tracker.add(points=[(x, y)], labels=[1])
+                elif ev.label == 0:
+                    target = self.tracker.object_at(x, y)
                     ids = self.tracker.ids
                     if target is None and ids:
                         target = ids[-1]
                     if target is not None:
-                        self.tracker.add(points=[(ev.x, ev.y)], labels=[0], object_id=target)
-        except InvalidPrompt as exc:  # a click outside the frame: ignore it, keep running
+                        self.tracker.add(points=[(x, y)], labels=[0], object_id=target)
+                else:
+                    raise InvalidPrompt(f"label {ev.label!r} is not 1 (positive) or 0 (negative)")
+            else:
+                raise InvalidPrompt(f"unknown event {kind!r}")
+        except InvalidPrompt as exc:  # a click outside the frame, the object cap: ignore it, keep running
             logger.warning("ignored prompt: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - a malformed event from a sink is dropped, never fatal
+            logger.warning("ignored a malformed %s event: %s", kind, exc)
 
     # -- statistics ----------------------------------------------------------------------------
     def _measure(self, frame: Frame, tracks: List[Track], shown: float) -> None:
@@ -269,6 +304,10 @@ class LiveLoop:
             "decoder_calls": int(self.tracker.decoder_calls),
             "objects": len(self.tracker),
             "lost_object_frames": st.lost_frames,
+            "render_ms": {"p50": percentile_ms(st.render, 50), "p90": percentile_ms(st.render, 90)},
+            "handoff_ms": {"p50": percentile_ms(st.handoff, 50), "p90": percentile_ms(st.handoff, 90)},
+            "display_cpu_ms": {"p50": percentile_ms(st.display_cpu, 50), "p90": percentile_ms(st.display_cpu, 90)},
+            "sinks": self._sinks.stats(),
             "stopped_because": self.stop_reason,
         }
         backend = getattr(self.predictor, "backend_name", None)
@@ -285,7 +324,7 @@ class LiveLoop:
         for s in self.sinks:
             s.prepare()
         ok = False
-        opened: List[Sink] = []
+        self._sinks = SinkGroup(self.sinks, self.sink_queue, self.max_history)
         self._primed = 0
         try:
             self.source.start()
@@ -294,9 +333,7 @@ class LiveLoop:
                 raise EdgeSamError(f"source {self.source.name} delivered no frame"
                                    + (f" ({self.source.error})" if self.source.error else ""))
             self._initial_prompts(first)
-            for s in self.sinks:
-                s.open(first.size, self.source.fps)
-                opened.append(s)
+            self._sinks.open(first.size, self.source.fps)
             self.tracker.step(first)
             if self.prime and len(self.tracker):
                 emb = self.predictor.encode(first.image)
@@ -316,14 +353,7 @@ class LiveLoop:
             self.stop.set()
             if self._worker is not None:
                 self._worker.join()
-            for s in reversed(opened):
-                try:
-                    s.close(ok)
-                except Exception:  # noqa: BLE001 - close the others; the first error is the one to report
-                    logger.exception("closing the %s sink failed", s.name)
-            for s in self.sinks:
-                if s not in opened:
-                    s.close(False)
+            self._sinks.close(ok)
             self.source.close()
             self.stats = self._summary()
         return self.stats
@@ -331,34 +361,67 @@ class LiveLoop:
     def _loop(self, first: Frame) -> None:
         frame: Optional[Frame] = first
         st = self._st
-        need_overlay = any(s.needs_overlay for s in self.sinks)
         worker = self._worker
         assert worker is not None
         while frame is not None and not self.stop.is_set():
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.thread_time()
             tracks = self.tracker.tracks() if frame is first else self.tracker.step(frame)
             worker.offer(frame)
             if len(st.track_ms) < self.max_history:
                 st.track_ms.append(time.perf_counter() - t0)
-            overlay = None
-            if need_overlay:
-                overlay = render_overlay(frame.image, tracks, self._status_text())
-            for s in self.sinks:
-                s.write(frame, tracks, overlay)
-            self._measure(frame, tracks, time.perf_counter())
-            for s in self.sinks:
-                for ev in s.poll():
-                    self._handle(ev)
+            t1 = time.perf_counter()
+            self._sinks.hand_over(frame, tracks, self._status_text, self._on_render)
+            shown = time.perf_counter()
+            if len(st.handoff) < self.max_history:
+                st.handoff.append(shown - t1)
+                st.display_cpu.append(time.thread_time() - cpu0)
+            self._measure(frame, tracks, shown)
+            self._sinks.status(self._live_figures(frame, shown))
+            for ev in self._sinks.poll():
+                self._handle(ev)
+            failed = self._sinks.failed_reason()
+            if failed is not None:
+                self.stop_reason = failed
+                break
             if self.max_frames is not None and st.frames >= self.max_frames:
                 self.stop_reason = f"max frames ({self.max_frames})"
                 break
             if worker.error is not None:
                 break
+            frame = self._next_frame()
+        if frame is None and not self.stop_reason:
+            self.stop_reason = "end of stream" + (f" ({self.source.error})" if self.source.error else "")
+
+    def _next_frame(self) -> Optional[Frame]:
+        """The source's next frame; None at the end of the stream, or when it refused a frame after the
+        first (its one-line reason becomes ``stopped_because``; what was recorded is kept)."""
+        try:
             frame = self.source.read(timeout=self.read_timeout)
             while frame is None and not self.source.ended and not self.stop.is_set():
                 frame = self.source.read(timeout=self.read_timeout)
-        if frame is None and not self.stop_reason:
-            self.stop_reason = "end of stream" + (f" ({self.source.error})" if self.source.error else "")
+        except SourceError as exc:
+            self.stop_reason = f"end of stream ({exc})"
+            return None
+        return frame
+
+    def _on_render(self, seconds: float) -> None:
+        """An overlay was rendered (on a writer thread) in ``seconds``."""
+        if len(self._st.render) < self.max_history:
+            self._st.render.append(seconds)
+
+    def _live_figures(self, frame: Frame, shown: float) -> Dict[str, Optional[float]]:
+        """What :meth:`Sink.status` gets: display and model rates so far, this frame's latency."""
+        st = self._st
+        w = self._worker
+        fps = None
+        if st.frames > 1 and st.first_display is not None and st.last_display is not None:
+            span = st.last_display - st.first_display
+            fps = (st.frames - 1) / span if span > 0 else None
+        model = None
+        if w is not None and w.started_at:
+            span = time.perf_counter() - w.started_at
+            model = w.count / span if span > 0 else None
+        return {"display_fps": fps, "model_fps": model, "latency_ms": 1e3 * (shown - frame.timestamp)}
 
     def _status_text(self) -> str:
         st = self._st

@@ -20,13 +20,15 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailable
+from ..imageio import read_bgr
 from .errors import SourceError
 from .frame import GroundTruth, Size
-from .synthetic import SyntheticScene
+from .scenes import make_scene
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Reader", "OpenCVReader", "ImageFilesReader", "SyntheticReader", "PicameraReader", "IMAGE_SUFFIXES"]
+__all__ = ["Reader", "OpenCVReader", "ImageFilesReader", "SyntheticReader", "PicameraReader", "IMAGE_SUFFIXES",
+           "to_rgb8"]
 
 #: File suffixes read as still images (folders, globs, single images).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -59,6 +61,36 @@ class Reader:
 
     def close(self) -> None:
         """Release the device/file (idempotent)."""
+
+
+def to_rgb8(image: Any, name: str) -> Tuple[np.ndarray, Optional[str]]:
+    """A reader's frame as HxWx3 uint8 RGB, and what was converted (None when nothing was).
+
+    Gray frames (HxW or HxWx1) become RGB, RGBA loses its alpha, uint16 frames (depth, thermal and
+    raw cameras) keep their high byte (``x >> 8``). Anything else is refused.
+
+    Raises:
+        SourceError: one line naming ``name``, the dtype and the shape, for frames that are not uint8 or
+            uint16 with 1, 3 or 4 channels.
+    """
+    if not isinstance(image, np.ndarray):
+        raise SourceError(f"{name} delivered a {type(image).__name__}, not an image array")
+    notes = []
+    shape = tuple(image.shape)
+    channels = 1 if image.ndim == 2 else (image.shape[2] if image.ndim == 3 else 0)
+    if image.dtype not in (np.uint8, np.uint16) or channels not in (1, 3, 4) or min(shape[:2] or (0,)) < 1:
+        raise SourceError(f"{name} delivered a {image.dtype} frame of shape {shape}: expected uint8 or uint16 "
+                          "with 1 (gray), 3 (RGB) or 4 (RGBA) channels")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+        notes.append("uint16 -> uint8 (high byte)")
+    if channels == 1:
+        image = np.repeat(image.reshape(shape[0], shape[1], 1), 3, axis=2)
+        notes.append("gray -> RGB")
+    elif channels == 4:
+        image = np.ascontiguousarray(image[..., :3])
+        notes.append("RGBA -> RGB")
+    return image, (", ".join(notes) if notes else None)
 
 
 def _fit(image: np.ndarray, size: Optional[Size]) -> np.ndarray:
@@ -127,11 +159,12 @@ class OpenCVReader(Reader):
         ok, bgr = cap.read()
         if not ok or bgr is None:
             return None
-        if bgr.ndim == 2:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-        else:
-            rgb = cv2.cvtColor(bgr[..., :3], cv2.COLOR_BGR2RGB)
-        return _fit(rgb, self.size), None
+        channels = 1 if bgr.ndim == 2 else bgr.shape[2]
+        if channels == 1:  # gray (or a depth camera): RGB and 8 bits are the Source's job (to_rgb8)
+            return _fit(bgr.reshape(bgr.shape[0], bgr.shape[1]), self.size), None
+        if channels in (3, 4) and bgr.dtype in (np.uint8, np.uint16):  # BGR(A) -> RGB, 8 or 16 bits
+            return _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB), self.size), None
+        return bgr, None  # refused by the Source (to_rgb8), naming its dtype and shape
 
     def close(self) -> None:
         cap, self._cap = self._cap, None
@@ -161,7 +194,7 @@ class ImageFilesReader(Reader):
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            bgr = read_bgr(path)  # None if unreadable or over the pixel limit (checked before decoding)
             if bgr is None:
                 logger.warning("skipping unreadable image %s", path)
                 continue
@@ -176,15 +209,18 @@ class SyntheticReader(Reader):
         size: (width, height). fps: the scene's frame rate (frame i is the scene at i / fps).
         objects, seed, motion: as :class:`~edgesam_edge.camera.synthetic.SyntheticScene`.
         max_frames: end after this many frames (None: never).
+        scene: the scene family, ``shapes`` or ``photo`` (:mod:`edgesam_edge.camera.scenes`).
     """
 
     paced = False
     live = False
 
     def __init__(self, size: Size, fps: float, objects: int, seed: int, motion: str,
-                 max_frames: Optional[int] = None) -> None:
-        self.scene = SyntheticScene(size[0], size[1], objects, seed, motion, fps)
+                 max_frames: Optional[int] = None, scene: str = "shapes") -> None:
+        self.scene = make_scene(scene, size[0], size[1], objects, seed, motion, fps)
         self.name = f"synthetic://?size={size[0]}x{size[1]}&fps={fps:g}&objects={objects}&seed={seed}&motion={motion}"
+        if scene != "shapes":
+            self.name += f"&scene={scene}"
         self.fps = fps
         self.max_frames = max_frames
         self._next = 0
@@ -231,7 +267,9 @@ class PicameraReader(Reader):
         if cam is None:
             return None
         arr = cam.capture_array("main")
-        return np.ascontiguousarray(cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)), None
+        if arr.ndim == 3 and arr.shape[2] >= 3 and arr.dtype == np.uint8:
+            return np.ascontiguousarray(cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)), None
+        return arr, None  # gray or 16 bits: converted by the Source (to_rgb8), or refused naming its dtype
 
     def close(self) -> None:
         cam, self._cam = self._cam, None

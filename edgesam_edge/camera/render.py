@@ -19,7 +19,14 @@ def render_overlay(image: np.ndarray, tracks: Sequence[Track], status: Optional[
     for t in tracks:
         color = color_for(t.id)
         if t.state not in (LOST, PENDING) and t.box is not None:
-            draw_mask(out, t.mask, color, alpha)
+            # the box holds the whole mask (exclusive ends): blend within it, not over the whole frame
+            h, w = out.shape[:2]
+            x0, y0 = max(0, int(t.box[0])), max(0, int(t.box[1]))
+            x1, y1 = min(w, int(np.ceil(t.box[2]))), min(h, int(np.ceil(t.box[3])))
+            if t.mask.shape == out.shape[:2] and x1 > x0 and y1 > y0:
+                draw_mask(out[y0:y1, x0:x1], t.mask[y0:y1, x0:x1], color, alpha)
+            else:
+                draw_mask(out, t.mask, color, alpha)
             draw_box(out, t.box, color, f"#{t.id} {t.score:.2f}")
         elif t.state == PENDING:
             draw_text(out, f"#{t.id} waiting for the model", (8, 44 + 20 * (t.id % 10)))

@@ -9,8 +9,12 @@
 ``jsonl://tracks.jsonl``    one JSON line per frame: objects, boxes, scores, masks as COCO RLE
 ==========================  ==========================================================================
 
-Files are written to a temporary name beside the target and renamed when the
-loop ends normally, so an error never leaves a half-written output behind.
+Files are written to a temporary name beside the target (with the mode a normal
+write gives, see :func:`edgesam_edge.atomic.file_mode`), flushed to the disk and
+renamed when the loop ends normally and the file is complete (a video is read
+back: as many frames as were written, the last one decodable), so an error never
+leaves a half-written output behind. The live loop runs each sink but ``none`` on
+its own writer thread (:mod:`~edgesam_edge.camera.sink_runner`).
 :class:`Sink` and :class:`UserEvent` live in :mod:`~edgesam_edge.camera.sink_base` (re-exported here).
 """
 
@@ -20,7 +24,7 @@ import json
 import logging
 import os
 import sys
-import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
@@ -28,6 +32,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from ..atomic import fsync_path, temp_path_beside
 from ..errors import OutputExists
 from . import rle
 from .errors import SinkError
@@ -46,6 +51,7 @@ SINK_KINDS = ("none", "window", "mjpeg://HOST:PORT", "video://PATH", "jsonl://PA
 
 class NoneSink(Sink):
     name = "none"
+    threaded = False
 
 
 class _FileSink(Sink):
@@ -70,21 +76,32 @@ class _FileSink(Sink):
         if not os.access(parent, os.W_OK):
             raise SinkError(f"cannot write {str(p)!r}: folder {str(parent)!r} is not writable")
 
+    @property
+    def label(self) -> str:
+        return f"{self.name}://{self.path}"
+
     def _temp_path(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial" + self.path.suffix,
-                                    dir=str(self.path.parent))
-        os.close(fd)
-        return Path(name)
+        return temp_path_beside(self.path)
 
     def _finish(self, ok: bool) -> None:
+        """Rename the temporary file into place (``ok``) or remove it; never leaves it behind."""
         tmp, self.tmp = self.tmp, None
         if tmp is None:
             return
-        if ok and tmp.exists():
-            os.replace(tmp, self.path)
-            logger.info("wrote %s", self.path)
-        else:
+        if not ok:
             tmp.unlink(missing_ok=True)
+            return
+        try:
+            fsync_path(tmp)  # an SD card loses renamed-but-unflushed files on power loss
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise SinkError(f"cannot write {str(self.path)!r}: {exc.strerror or exc}") from None
+        try:
+            fsync_path(self.path.parent if str(self.path.parent) else Path("."))  # and the rename itself
+        except OSError as exc:
+            logger.debug("cannot sync the folder of %s: %s", self.path, exc)
+        logger.info("wrote %s", self.path)
 
 
 class VideoSink(_FileSink):
@@ -96,6 +113,8 @@ class VideoSink(_FileSink):
     def __init__(self, path: str, force: bool = False) -> None:
         super().__init__(path, force)
         self._writer: Any = None
+        self._size: Tuple[int, int] = (0, 0)
+        self.frames_written = 0
 
     def prepare(self) -> None:
         super().prepare()
@@ -105,20 +124,51 @@ class VideoSink(_FileSink):
     def open(self, size: Tuple[int, int], fps: float) -> None:
         self.tmp = self._temp_path()
         codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*codec), float(fps), size)
+        self._size = (int(size[0]), int(size[1]))
+        self.frames_written = 0
+        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*codec), float(fps), self._size)
         if not self._writer.isOpened():
+            self._writer = None
             self._finish(False)
             raise SinkError(f"cannot write video {str(self.path)!r}: OpenCV has no {codec} encoder for it")
 
     def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
-        if self._writer is not None and overlay is not None:
-            self._writer.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        if self._writer is None or overlay is None:
+            return
+        if (overlay.shape[1], overlay.shape[0]) != self._size:  # a camera re-opened at another size
+            overlay = cv2.resize(overlay, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        self.frames_written += 1
 
     def close(self, ok: bool = True) -> None:
         w, self._writer = self._writer, None
-        if w is not None:
-            w.release()
+        try:
+            if w is not None:
+                w.release()
+            if ok and self.tmp is not None:
+                self._check_complete(self.tmp)
+        except BaseException:
+            self._finish(False)
+            raise
         self._finish(ok)
+
+    def _check_complete(self, tmp: Path) -> None:
+        """Read the video back: OpenCV's writer reports no error (a full disk truncates it silently)."""
+        n = self.frames_written
+        cap = cv2.VideoCapture(str(tmp))
+        try:
+            found = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+            last_ok = False
+            if cap.isOpened() and found == n and n > 0:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, n - 1)
+                last_ok = bool(cap.read()[0])
+        finally:
+            cap.release()
+        if n == 0:
+            return  # no frame was shown: an empty video is what was recorded
+        if found != n or not last_ok:
+            what = f"{found} of the {n} frames written" if found != n else "its last frame does not decode"
+            raise SinkError(f"video {str(self.path)!r} is incomplete ({what}; disk full?): not kept")
 
 
 def track_record(t: Track) -> dict:
@@ -139,11 +189,13 @@ class JsonlSink(_FileSink):
         super().__init__(path, force)
         self._f: Optional[IO[str]] = None
         self._t0: Optional[float] = None
+        self.frames_written = 0
 
     def open(self, size: Tuple[int, int], fps: float) -> None:
         self.tmp = self._temp_path()
         self._f = open(self.tmp, "w", encoding="utf-8")
         self._size = [int(size[1]), int(size[0])]
+        self.frames_written = 0
 
     def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
         if self._f is None:
@@ -154,11 +206,24 @@ class JsonlSink(_FileSink):
                "size": [int(frame.image.shape[0]), int(frame.image.shape[1])],
                "objects": [track_record(t) for t in tracks]}
         self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.frames_written += 1
 
     def close(self, ok: bool = True) -> None:
         f, self._f = self._f, None
-        if f is not None:
-            f.close()
+        try:
+            if f is not None:
+                try:
+                    if ok:
+                        f.flush()
+                        os.fsync(f.fileno())
+                finally:
+                    f.close()
+        except OSError as exc:  # the last lines did not reach the disk (full, removed, I/O error)
+            self._finish(False)
+            raise SinkError(f"cannot finish {str(self.path)!r}: {exc.strerror or exc}; not kept") from None
+        except BaseException:
+            self._finish(False)
+            raise
         self._finish(ok)
 
 
@@ -178,11 +243,19 @@ class WindowSink(Sink):
     name = "window"
     needs_overlay = True
     title = "edgesam live"
+    #: every HighGUI call (open, draw, keys, close) happens on the sink's own writer thread; macOS allows
+    #: windows on the main thread only, so there the window is drawn inline
+    threaded = sys.platform != "darwin"
 
     def __init__(self) -> None:
         self._events: List[UserEvent] = []
+        self._events_lock = threading.Lock()  # events come from the writer thread, poll() from the display
         self._down: Optional[Tuple[int, int]] = None
         self._open = False
+
+    def _push(self, event: UserEvent) -> None:
+        with self._events_lock:
+            self._events.append(event)
 
     def prepare(self) -> None:
         if not display_available():
@@ -204,11 +277,11 @@ class WindowSink(Sink):
             x0, y0 = self._down
             self._down = None
             if abs(x - x0) > 6 and abs(y - y0) > 6:
-                self._events.append(UserEvent("box", box=(min(x0, x), min(y0, y), max(x0, x), max(y0, y))))
+                self._push(UserEvent("box", box=(min(x0, x), min(y0, y), max(x0, x), max(y0, y))))
             else:
-                self._events.append(UserEvent("point", x, y, 1))
+                self._push(UserEvent("point", x, y, 1))
         elif event == cv2.EVENT_RBUTTONDOWN:
-            self._events.append(UserEvent("point", x, y, 0))
+            self._push(UserEvent("point", x, y, 0))
 
     def write(self, frame: Frame, tracks: Sequence[Track], overlay: Optional[np.ndarray]) -> None:
         if not self._open or overlay is None:
@@ -216,12 +289,13 @@ class WindowSink(Sink):
         cv2.imshow(self.title, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF
         if key == ord("c"):
-            self._events.append(UserEvent("clear"))
+            self._push(UserEvent("clear"))
         elif key in (ord("q"), 27):
-            self._events.append(UserEvent("quit"))
+            self._push(UserEvent("quit"))
 
     def poll(self) -> List[UserEvent]:
-        out, self._events = self._events, []
+        with self._events_lock:
+            out, self._events = self._events, []
         return out
 
     def close(self, ok: bool = True) -> None:

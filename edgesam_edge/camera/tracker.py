@@ -181,6 +181,10 @@ class Tracker:
         """Whether any object is waiting for (or can use) a new embedding."""
         return bool(self._objects)
 
+    #: The most objects :meth:`add` keeps (each costs full-frame masks per frame and a mask history);
+    #: None for no cap. ``edgesam live --max-objects`` sets it per tracker.
+    max_objects: Optional[int] = 32
+
     def add(self, points: Optional[Sequence[Sequence[float]]] = None, labels: Optional[Sequence[float]] = None,
             box: Optional[Sequence[float]] = None, object_id: Optional[int] = None) -> int:
         """Add an object prompted in pixels of the current frame (the last one stepped, or the next one).
@@ -194,10 +198,14 @@ class Tracker:
             The object id.
 
         Raises:
-            InvalidPrompt: malformed prompt, or outside the frame.
+            InvalidPrompt: malformed prompt, outside the frame, or a new object beyond :attr:`max_objects`.
         """
         pts, labs, bx = self._check_prompt(points, labels, box)
         with self._lock:
+            cap = self.max_objects
+            if object_id is None and cap is not None and len(self._objects) >= cap:
+                raise InvalidPrompt(f"{len(self._objects)} objects are tracked, the most allowed (max_objects "
+                                    f"{cap}); no more can be added")
             if object_id is not None:
                 obj = self._objects.get(int(object_id))
                 if obj is None:

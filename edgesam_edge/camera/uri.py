@@ -12,7 +12,9 @@
 
 ``synthetic://`` parameters: ``size=WxH`` (640x480), ``fps`` (30), ``objects`` (3),
 ``seed`` (0), ``motion`` (static, slow, medium, fast or a number), ``frames`` (end after
-this many; default never).
+this many; default never), ``scene`` (``shapes``, the default, or ``photo``: objects cut from
+photographs over a photographed background, with camera shake and long occlusions; see
+:mod:`edgesam_edge.camera.scenes`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import cv2
 from .errors import SourceError
 from .frame import Size
 from .readers import IMAGE_SUFFIXES, ImageFilesReader, OpenCVReader, PicameraReader, Reader, SyntheticReader
+from .scenes import scene_family
 from .synthetic import parse_motion
 
 __all__ = ["make_reader", "parse_size", "parse_fps", "csi_pipeline", "SCHEMES"]
@@ -177,7 +180,7 @@ def _path_reader(path: str, name: str, size: Optional[Size], fps: Optional[float
 def _synthetic(text: str, query: str, size: Optional[Size], fps: Optional[float]) -> Reader:
     """The reader of a ``synthetic://?...`` URI; explicit ``size``/``fps`` win over the query's."""
     params = dict(parse_qsl(query, keep_blank_values=True))
-    known = {"size", "fps", "objects", "seed", "motion", "frames"}
+    known = {"size", "fps", "objects", "seed", "motion", "frames", "scene"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise SourceError(f"unknown synthetic parameter(s) {', '.join(unknown)} in {text!r}: "
@@ -189,4 +192,5 @@ def _synthetic(text: str, query: str, size: Optional[Size], fps: Optional[float]
     motion = params.get("motion", "medium")
     parse_motion(motion)
     frames = _parse_int(params["frames"], "synthetic frames", 1, 10**9) if "frames" in params else None
-    return SyntheticReader(size or q_size or (640, 480), fps or q_fps or 30.0, objects, seed, motion, frames)
+    scene = scene_family(params.get("scene"))
+    return SyntheticReader(size or q_size or (640, 480), fps or q_fps or 30.0, objects, seed, motion, frames, scene)

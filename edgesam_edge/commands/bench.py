@@ -13,6 +13,7 @@ from ..bench.report import check_output_path, to_markdown, write_json, write_mar
 from ..bench.runner import BenchConfig, BenchRun
 from ..builders.default_bundle import default_bundle
 from ..errors import BackendUnavailable, EdgeSamError
+from .segment import add_precision_argument
 
 HELP = "benchmark bundles stage by stage (latency, FPS, memory, percent of the device's physical limit)"
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bundle folders (default: the cached default bundle); several give a side-by-side table "
                         "with ratios against the first")
     p.add_argument("--backend", default="auto", help="backend name or 'auto' (default)")
+    add_precision_argument(p)
     p.add_argument("--runs", type=int, default=20, metavar="N", help="timed runs per stage (default 20)")
     p.add_argument("--warmup", type=int, default=3, metavar="K", help="untimed runs first (default 3)")
     p.add_argument("--threads", type=int, default=None, metavar="T",
@@ -53,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _command_line(args: argparse.Namespace, bundles: List[str]) -> str:
-    parts = ["edgesam", "bench", *bundles, "--backend", args.backend, "--runs", str(args.runs),
+    parts = ["edgesam", "bench", *bundles, "--backend", args.backend,
+             "--precision", getattr(args, "precision", "auto"), "--runs", str(args.runs),
              "--warmup", str(args.warmup), "--objects", args.objects]
     for flag, value in (("--threads", args.threads), ("--image", args.image), ("--live", args.live),
                         ("--peak-gflops", args.peak_gflops)):
@@ -79,7 +82,7 @@ def _write(report: Dict[str, Any], args: argparse.Namespace) -> List[str]:
 def run(args: argparse.Namespace) -> int:
     config = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads,
                          objects=parse_objects(args.objects), image=args.image, peak_gflops=args.peak_gflops,
-                         live=args.live, live_frames=args.live_frames,
+                         live=args.live, live_frames=args.live_frames, precision=getattr(args, "precision", "auto"),
                          progress=not getattr(args, "quiet", False))
     config.validate()
     for path, what in ((args.json, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):

@@ -10,7 +10,10 @@ from ..bundle import load_bundle
 from ..calibration.report import format_fidelity
 from ..defaults import ready_bundle, weights_in_use
 from ..engines.base import available
-from ..sysinfo import device_info, package_versions
+from ..engines.profile import load_profile, profile_path
+from ..engines.selection import expected
+from ..errors import EdgeSamError
+from ..sysinfo import device_info, native_precisions, package_versions
 
 HELP = "show versions, installed backends, device facts and a bundle's manifest"
 
@@ -33,9 +36,19 @@ def collect(bundle_path: Any = None) -> Dict[str, Any]:
         "weights": {"kind": weights.kind, "format": weights.format, "path": None if weights.path is None
                     else str(weights.path), "sha256": weights.sha256, "bundle": None if ready is None else str(ready)},
     }
+    profile = load_profile()
+    out["precisions"] = native_precisions()
+    out["profile"] = None if profile is None else {"path": str(profile_path()), "updated": profile.get("updated"),
+                                                    "entries": len(profile.get("entries", []))}
+    target = bundle_path or ready
     if bundle_path:
         b = load_bundle(bundle_path)
         out["bundle"] = b.manifest if not b.official else b.summary()
+    if target:
+        try:
+            out["runs_on"] = dict(expected(load_bundle(target)), bundle=str(target))
+        except EdgeSamError as exc:  # no installed runtime for it: say so, do not fail `info`
+            out["runs_on"] = {"bundle": str(target), "error": str(exc)}
     return out
 
 
@@ -55,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     for b in info["backends"]:
         state = f"yes ({b['version']})" if b["available"] else f"no: {b['reason']}"
         print(f"  {b['name']:<12} {state}")
+    native = info["precisions"]
+    print("native precisions: " + ", ".join(f"{p} ({' '.join(f)})" if f else p for p, f in native.items()))
+    prof = info["profile"]
+    print(f"device profile: {prof['path']} ({prof['entries']} entries, {prof['updated']})" if prof
+          else "device profile: none (`edgesam tune` measures one; until then a static ranking of the CPU's features)")
     print(f"default weights: {info['default_weights']}")
     w = info["weights"]
     print(f"  format: {w['format']}; runs from: {w['bundle'] or 'a bundle exported from it on first use'}")
@@ -73,4 +91,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  built for: {json.dumps(bundle['device'])}")
         if bundle.get("fidelity"):
             print(format_fidelity(bundle))
+    runs = info.get("runs_on")
+    if runs:
+        if "error" in runs:
+            print(f"runs on: {runs['error']}")
+        else:
+            fid = runs.get("fidelity")
+            check = (f", masks at mean IoU {fid['mean_iou']} vs fp32" if fid else
+                     f" ({runs['note']})" if runs.get("note") else "")
+            print(f"runs on: {runs['backend']} {runs['precision']} (chosen by the {runs['source']} ranking{check}) "
+                  f"for {runs['bundle']}")
     return 0

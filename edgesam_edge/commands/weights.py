@@ -10,7 +10,9 @@ from typing import Any, Dict, Optional
 
 from .. import weights as W
 from ..errors import EdgeSamError
+from ..modules import module_version
 from ..weights import ShapeReader, describe_problems
+from ..weights.reader import torch_load_is_safe
 
 HELP = "download and verify the official EdgeSAM weights (edge_sam, edge_sam_3x: checkpoint or ONNX pair)"
 logger = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--url", help="download from this address instead (a mirror of the same file; "
                                  "with --onnx, of the folder holding both files)")
     d.add_argument("--sha256", metavar="HEX", help="expected sha256 (no checksum is published for the official files)")
-    d.add_argument("--retries", type=int, default=3, metavar="N", help="resume attempts after an interruption (default 3)")
+    d.add_argument("--retries", type=_count, default=3, metavar="N",
+                   help="resume attempts after an interruption (default 3)")
     d.add_argument("--no-default", action="store_true",
                    help="do not record it as the weights `edgesam demo`, `segment` and `live` use")
 
@@ -42,6 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     sub.add_parser("list", help="the official checkpoints, their URLs and the configured default",
                    description="the official checkpoints, their URLs and the configured default")
+
+
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0 (a negative count is a usage error, one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: expected 0 or more")
+    return value
 
 
 def _print_report(report: Dict[str, Any]) -> None:
@@ -57,9 +71,14 @@ def _print_report(report: Dict[str, Any]) -> None:
 
 
 def _torch_reader() -> Optional[ShapeReader]:
-    """``torch.load(weights_only=True)`` where torch is installed (it also reads legacy pre-zip files);
-    None (the restricted torch-free reader) on a device."""
+    """``torch.load(weights_only=True)`` where torch 2.6 or later is installed (it also reads legacy
+    pre-zip files); None (the restricted torch-free reader) on a device, and with an older torch,
+    whose ``weights_only`` can be bypassed (CVE-2025-32434)."""
     if importlib.util.find_spec("torch") is None:
+        return None
+    if not torch_load_is_safe(module_version("torch")):
+        logger.info("torch %s is older than 2.6: reading with the restricted reader instead of torch.load",
+                    module_version("torch"))
         return None
     from ..model.checkpoint import read_shapes_torch  # torch: imported only where it is installed
 
@@ -93,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"default weights: {current or 'none (set EDGESAM_CHECKPOINT or run `edgesam weights download`)'}")
         return 0
     if action == "download":
-        if args.retries < 0:
-            raise EdgeSamError(f"--retries {args.retries} is negative: expected 0 or more")
         progress = not getattr(args, "quiet", False)
         if args.onnx:
             return _download_onnx(args, progress)

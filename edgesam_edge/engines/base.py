@@ -47,6 +47,7 @@ __all__ = [
     "require_module",
     "module_version",
     "probe_modules",
+    "run_precision",
 ]
 
 
@@ -134,6 +135,8 @@ class Backend(abc.ABC):
     extra: str = ""
     #: Rank for ``backend="auto"`` on a CPU: the higher, the more it is preferred.
     cpu_priority: int = 0
+    #: Whether :meth:`open` takes a ``precision`` option (one of :meth:`precisions`).
+    precision_option: bool = False
 
     @classmethod
     @abc.abstractmethod
@@ -144,6 +147,13 @@ class Backend(abc.ABC):
     def open(self, bundle: "Bundle", **options: Any) -> Tuple[Encoder, Decoder]:
         """Open a bundle's encoder and decoder. Raises BackendUnavailable if absent."""
 
+    @classmethod
+    def precisions(cls, bundle: "Bundle") -> Tuple[str, ...]:
+        """The arithmetic precisions ("fp32", "bf16", "fp16", "int8") this backend can run ``bundle`` in,
+        whatever the CPU (``edgesam_edge.engines.selection`` checks the hardware). By default the one
+        the bundle computes in (:func:`run_precision`); ``()`` for a format it does not read."""
+        return (run_precision(bundle),) if bundle.format in cls.formats else ()
+
 
 # The registry maps a name to a dotted path "module:Class", so that listing the
 # backends imports nothing heavy; the class is imported when it is asked for.
@@ -152,6 +162,7 @@ _BUILTIN_BACKENDS: Dict[str, str] = {
     "tflite": "edgesam_edge.engines.tflite:TFLiteBackend",
     "tensorrt": "edgesam_edge.engines.tensorrt:TensorRTBackend",
     "torch": "edgesam_edge.engines.torch:TorchBackend",
+    "openvino": "edgesam_edge.engines.openvino:OpenVinoBackend",
 }
 
 
@@ -217,6 +228,17 @@ def available() -> List[BackendInfo]:
         except Exception as exc:  # a broken install must not break the listing
             infos.append(BackendInfo(name, False, f"probe failed: {type(exc).__name__}: {exc}"))
     return infos
+
+
+def run_precision(bundle: "Bundle") -> str:
+    """The precision a bundle computes in on a backend without a precision choice: "int8" for INT8
+    bundles, a TensorRT engine's own, else "fp32" (fp16 ONNX / LiteRT bundles store float16 weights
+    and compute in float32)."""
+    if bundle.precision == "int8":
+        return "int8"
+    if bundle.format == "tensorrt":
+        return bundle.precision
+    return "fp32"
 
 
 def probe_modules(name: str, candidates: Tuple[Tuple[str, str], ...], extra: str) -> BackendInfo:

@@ -10,6 +10,7 @@ from typing import Dict, Tuple, Union
 import torch
 
 from ..errors import CheckpointError
+from ..weights.reader import screen_for_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
             return dict(load_file(str(p)))
         except Exception as exc:
             raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from None
+    screen_for_torch_load(p, torch.__version__)  # torch < 2.6: the restricted reader first (CVE-2025-32434)
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

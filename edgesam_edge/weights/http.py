@@ -130,6 +130,8 @@ def fetch_verified(url: str, final: Path, check: Callable[[Path], Any], *, retri
     """
     if not re.match(r"https?://", url):
         raise DownloadError(f"URL {url!r} is not http:// or https://")
+    if retries < 0:
+        raise DownloadError(f"retries {retries} is negative: expected 0 or more")
     part = final.with_name(final.name + ".part")
     if final.is_file():
         try:

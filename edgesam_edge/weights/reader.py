@@ -18,22 +18,31 @@ import pickle
 import re
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..bundle import sha256_file
-from ..errors import BackendUnavailable, CheckpointError
+from ..errors import BackendUnavailable, CheckpointError, first_line
 from ..paths import DATA_DIR
 from .registry import CHECKPOINTS
 
 __all__ = ["expected_layout", "compare_layout", "read_shapes", "verify", "describe_problems", "require_valid",
-           "Shape", "ShapeReader", "LAYOUT_FILE"]
+           "Shape", "ShapeReader", "LAYOUT_FILE", "MAX_PICKLE_BYTES", "TORCH_SAFE_LOAD", "torch_load_is_safe",
+           "screen_for_torch_load"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]
 #: Reads a PyTorch file's tensor names and shapes (see :func:`read_shapes`).
 ShapeReader = Callable[[Path], Dict[str, Shape]]
 LAYOUT_FILE = DATA_DIR / "edge_sam_keys.json"
+#: Largest ``data.pkl`` the restricted reader unpickles. The official checkpoints' are about 100 KB
+#: (tensor records only: the weights are separate zip members); the size is read from the zip's
+#: directory before a byte is decompressed, so a zip bomb is refused unread.
+MAX_PICKLE_BYTES = 16 << 20
+#: ``torch.load(weights_only=True)`` refuses pickled code only from torch 2.6: earlier versions can be
+#: made to run it (CVE-2025-32434). With an older torch, files go through the restricted reader first.
+TORCH_SAFE_LOAD = (2, 6)
 
 
 def expected_layout() -> Dict[str, Shape]:
@@ -142,9 +151,19 @@ def _shapes_without_torch(path: Path) -> Dict[str, Shape]:
             pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if len(pkl) != 1:
                 raise CheckpointError(f"{path}: not a PyTorch checkpoint (no single data.pkl inside the zip)")
-            raw = zf.read(pkl[0])
-    except zipfile.BadZipFile as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc}); is the file truncated?") from None
+            declared = zf.getinfo(pkl[0]).file_size
+            if declared > MAX_PICKLE_BYTES:
+                raise CheckpointError(
+                    f"{path}: refused to read: its {pkl[0]} declares {declared:,} bytes, more than the "
+                    f"{MAX_PICKLE_BYTES:,} a checkpoint's tensor records take")
+            with zf.open(pkl[0]) as member:  # bounded even if the directory lies about the size
+                raw = member.read(MAX_PICKLE_BYTES + 1)
+            if len(raw) > MAX_PICKLE_BYTES:
+                raise CheckpointError(f"{path}: refused to read: its {pkl[0]} holds more than "
+                                      f"{MAX_PICKLE_BYTES:,} bytes, more than a checkpoint's tensor records take")
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc, 160)}); "
+                              "is the file truncated?") from None
     try:
         obj = _ShapeUnpickler(io.BytesIO(raw)).load()
     except pickle.UnpicklingError as exc:
@@ -199,6 +218,36 @@ def _shapes_safetensors(path: Path) -> Dict[str, Shape]:
             return {k: tuple(int(d) for d in f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({str(exc)[:160]})") from None
+
+
+def torch_load_is_safe(torch_version: Optional[str]) -> bool:
+    """True if ``torch.load(weights_only=True)`` of this torch version refuses pickled code
+    (2.6 or later; False for None, "unknown" or anything unparsable)."""
+    m = re.match(r"(\d+)\.(\d+)", torch_version or "")
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= TORCH_SAFE_LOAD
+
+
+def screen_for_torch_load(path: PathLike, torch_version: Optional[str]) -> None:
+    """Before ``torch.load(path, weights_only=True)``: with a torch older than 2.6, accept only what the
+    restricted reader accepts (a state_dict of tensor records, no other global), so that nothing
+    in the file can run. A no-op from torch 2.6 on, and for safetensors files.
+
+    Raises:
+        CheckpointError: a file the restricted reader refuses, or a legacy (pre-zip) file,
+            which it cannot read, with a torch older than 2.6.
+    """
+    if torch_load_is_safe(torch_version):
+        return
+    p = Path(path).expanduser()
+    kind = _sniff(p)
+    if kind == "safetensors":
+        return
+    if kind == "zip":
+        _shapes_without_torch(p)
+        return
+    raise CheckpointError(
+        f"{p}: torch {torch_version} cannot load this legacy (pre-zip) checkpoint safely (CVE-2025-32434): "
+        "upgrade torch to 2.6 or later")
 
 
 def read_shapes(path: PathLike, reader: Optional[ShapeReader] = None) -> Dict[str, Shape]:

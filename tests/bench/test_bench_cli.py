@@ -27,12 +27,14 @@ def check_schema(report: dict, runs: int, objects: list) -> None:
     s = report["settings"]
     assert isinstance(s["threads"], int) and s["threads"] >= 1
     assert s["runs"] == runs and s["objects"] == objects and isinstance(s["date"], str)
-    assert s["precision"] == ["fp32"] and all(isinstance(v, int) for v in s["input_size"])
+    # the precision each bundle ran in: fp32, or where the CPU has it natively a reduced float that kept the masks
+    assert set(s["precision"]) <= {"fp32", "bf16", "fp16"} and s["precision_requested"] == "auto"
+    assert all(isinstance(v, int) for v in s["input_size"])
     assert isinstance(report["results"], list) and report["results"]
     for r in report["results"]:
         assert tuple(r) == RESULT_KEYS
         assert isinstance(r["bundle"], str) and isinstance(r["backend"], str)
-        assert r["precision"] in ("fp32", "fp16", "int8") and isinstance(r["input_size"], int)
+        assert r["precision"] in s["precision"] and isinstance(r["input_size"], int)
         assert r["stage"] in STAGE_ORDER
         assert r["objects"] is None or (isinstance(r["objects"], int) and r["objects"] >= 1)
         for key in ("p50_ms", "p90_ms", "mean_ms", "min_ms", "fps"):
@@ -43,6 +45,7 @@ def check_schema(report: dict, runs: int, objects: list) -> None:
     assert set(LIMIT_KEYS) <= set(lim)
     for key in LIMIT_KEYS:
         assert isinstance(lim[key], NUMBER) and lim[key] > 0, key
+    assert lim["precision"] == lim["bundles"][0]["precision"] == report["results"][0]["precision"]
     assert isinstance(report["peak_rss_mb"], NUMBER) and report["peak_rss_mb"] > 0
 
 

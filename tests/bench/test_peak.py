@@ -76,3 +76,47 @@ def test_sgemm_measurement_is_a_rate():
     from edgesam_edge.bench.peak import measure_sgemm_gflops
 
     assert measure_sgemm_gflops(n=64, repeats=1) > 0
+
+
+@pytest.mark.parametrize("precision, flags, arch, vendor, family, expected", [
+    ("bf16", AVX512 + ["avx512_bf16", "amx_bf16"], "x86_64", "GenuineIntel", "6", 2048),   # AMX tiles
+    ("bf16", AVX512 + ["avx512_bf16"], "x86_64", "AuthenticAMD", "25", 64),                # Zen 4
+    ("bf16", AVX512 + ["avx512_bf16"], "x86_64", "GenuineIntel", "6", 128),                # Cooper Lake
+    ("bf16", AVX512, "x86_64", "GenuineIntel", "6", 64),                                   # no bf16: FP32's
+    ("fp16", AVX512 + ["avx512_fp16"], "x86_64", "GenuineIntel", "6", 128),
+    ("fp16", ["asimd", "asimdhp"], "aarch64", "0x41", None, 32),                           # Pi 5, Orin
+    ("fp16", ["asimd"], "aarch64", "0x41", None, 16),                                      # Pi 4: FP32's
+    ("int8", AVX512 + ["avx512_vnni", "amx_int8"], "x86_64", "GenuineIntel", "6", 4096),
+    ("int8", AVX512 + ["avx512_vnni"], "x86_64", "AuthenticAMD", "25", 128),
+    ("int8", AVX512 + ["avx512_vnni"], "x86_64", "GenuineIntel", "6", 256),
+    ("int8", ["avx2", "fma", "avx_vnni"], "x86_64", "GenuineIntel", "6", 128),
+    ("int8", ["asimd", "asimddp", "i8mm"], "aarch64", "0x41", None, 128),
+    ("int8", ["asimd", "asimddp"], "aarch64", "0x41", None, 64),
+    ("int8", ["avx2", "fma"], "x86_64", "AuthenticAMD", "23", 64),                         # AVX2, no VNNI
+    ("fp32", AVX512, "x86_64", "GenuineIntel", "6", 64),
+])
+def test_ops_per_cycle_per_precision(precision, flags, arch, vendor, family, expected):
+    from edgesam_edge.bench.peak import ops_per_cycle
+
+    ops, rule = ops_per_cycle(precision, flags, arch, vendor, family)
+    assert ops == expected and rule
+
+
+def test_precision_peak_scales_the_reconciled_fp32_peak():
+    from edgesam_edge.bench.peak import ops_per_cycle, precision_peak, reconcile
+
+    zen4 = AVX512 + ["avx512_bf16", "avx512_vnni"]
+    est = estimate_peak(2, 2596.0, zen4, "x86_64", "AuthenticAMD", "25")
+    bf16 = precision_peak(est, "bf16", zen4, "x86_64", "AuthenticAMD", "25")
+    assert bf16.gflops == pytest.approx(2 * est.gflops) and bf16.precision == "bf16" and "bf16" in bf16.basis
+    int8 = precision_peak(est, "int8", zen4, "x86_64", "AuthenticAMD", "25")
+    assert int8.gflops == pytest.approx(4 * est.gflops)
+    assert precision_peak(est, "fp32", zen4, "x86_64", "AuthenticAMD", "25") is est
+    # a clock the SGEMM check corrected carries over to every precision
+    beaten = reconcile(est, 2 * est.gflops)
+    assert precision_peak(beaten, "bf16", zen4, "x86_64", "AuthenticAMD", "25").gflops == pytest.approx(4 * est.gflops)
+    # % of limit against the precision run: the same 50 ms encoder is further from a 2x higher peak
+    assert percent_of_limit(limit_ms(20.0, bf16.gflops), 50.0) == pytest.approx(
+        percent_of_limit(limit_ms(20.0, est.gflops), 50.0) / 2, rel=1e-3)
+    with pytest.raises(EdgeSamError, match="precision 'fp8' is not one of"):
+        ops_per_cycle("fp8", zen4)

@@ -129,3 +129,37 @@ def test_grayscale_and_rgba_files_become_rgb(tmp_path: Path) -> None:
     images, _ = load_images(tmp_path, 2, 64)
     assert [im.image.shape for im in images] == [(48, 64, 3), (48, 64, 3)]
     np.testing.assert_array_equal(images[0].image[..., 0], images[0].image[..., 2])
+
+
+def _png_bomb(path: Path, width: int = 16000, height: int = 16000) -> Path:
+    """A valid gray PNG of ``width`` x ``height`` black pixels, a few hundred KB on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(bytes(width + 1)) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_in_a_calibration_set_is_refused_unread(photo_dir: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    from edgesam_edge.errors import EdgeSamError
+    from edgesam_edge.imageio import ImageTooLarge
+
+    d = tmp_path / "shots"
+    d.mkdir()
+    for p in sorted(photo_dir.iterdir())[:3]:
+        (d / p.name).write_bytes(p.read_bytes())
+    _png_bomb(d / "zz_panorama.png")
+    shapes = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: shapes.append(1) or real(buf, flags))
+    with pytest.raises(ImageTooLarge, match=r"zz_panorama.png.* 16000x16000 = 256,000,000 pixels") as err:
+        load_images(d, 4, 64)
+    assert "\n" not in str(err.value) and len(shapes) == 3  # the three photos, not the bomb
+    assert isinstance(err.value, EdgeSamError)  # `edgesam calibrate` prints it as one line, exit 2

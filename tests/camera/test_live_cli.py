@@ -134,3 +134,80 @@ def test_port_in_use(capsys):
         port = s.getsockname()[1]
         code, err = run(capsys, SRC, "--sink", f"mjpeg://127.0.0.1:{port}", "--max-frames", "2")
     one_line_error(code, err, f"port {port} on 127.0.0.1 is in use")
+
+
+def test_record_writes_video_tracks_and_stats_stamped_with_the_start_time(tmp_path, capsys):
+    import time
+
+    import cv2
+
+    out = tmp_path / "rec" / "today"
+    before = time.time()
+    code, err = run(capsys, SRC, "--headless", "--max-frames", "12", "--box", "10,10,60,50", "--record", str(out))
+    after = time.time()
+    assert code == 0, err
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) == 3, files
+    stem = files[0].rsplit(".", 1)[0]
+    assert files == [f"{stem}.jsonl", f"{stem}.mp4", f"{stem}.stats.json"]
+    stamps = {time.strftime("live-%Y%m%d-%H%M%S", time.localtime(t)) for t in range(int(before), int(after) + 1)}
+    assert stem in stamps
+    stats = json.loads((out / f"{stem}.stats.json").read_text())
+    assert stats["frames"] == 12 and stats["record"]["video"] == str(out / f"{stem}.mp4")
+    assert len((out / f"{stem}.jsonl").read_text().splitlines()) == 12
+    cap = cv2.VideoCapture(str(out / f"{stem}.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 12
+    assert set(stats["sinks"]) == {f"video://{out / stem}.mp4", f"jsonl://{out / stem}.jsonl"}
+    assert all(v["frames_written"] == 12 and v["frames_dropped"] == 0 for v in stats["sinks"].values())
+
+
+def test_record_names_of_two_runs_in_the_same_second_do_not_collide(tmp_path):
+    from edgesam_edge.commands.live import record_paths
+
+    first = record_paths(str(tmp_path), start=1_800_000_000)
+    first["video"].write_bytes(b"")
+    second = record_paths(str(tmp_path), start=1_800_000_000)
+    assert second["video"].name == first["video"].name.replace(".mp4", "-2.mp4")
+    assert second["stats"].name.endswith("-2.stats.json")
+
+
+def test_record_into_a_file_is_one_line(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, err = run(capsys, SRC, "--headless", "--max-frames", "2", "--record", str(f))
+    one_line_error(code, err, "is a file")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_stall_timeout_must_be_a_positive_number(capsys, value):
+    code, err = run(capsys, SRC, "--headless", "--max-frames", "2", f"--stall-timeout={value}")
+    one_line_error(code, err, "--stall-timeout")
+
+
+def test_stall_timeout_ends_a_silent_source(tmp_path, capsys, monkeypatch):
+    from .helpers import FaultyReader
+
+    monkeypatch.setattr("edgesam_edge.camera.source.make_reader", lambda *a, **k: FaultyReader(3, "hang"))
+    stats = tmp_path / "s.json"
+    code, err = run(capsys, "cam", "--headless", "--stall-timeout", "0.3", "--stats", str(stats))
+    assert code == 0, err
+    assert "delivered no frame for 0.3 s" in json.loads(stats.read_text())["stopped_because"]
+
+
+def test_a_source_of_float_frames_is_one_line_naming_the_dtype(capsys, monkeypatch):
+    import numpy as np
+
+    from edgesam_edge.camera.readers import Reader
+
+    class FloatCamera(Reader):
+        name, paced, fps = "camera 7", False, 100.0
+
+        def read(self):
+            return np.zeros((48, 64, 3), np.float32), None
+
+    monkeypatch.setattr("edgesam_edge.camera.source.make_reader", lambda *a, **k: FloatCamera())
+    code, err = run(capsys, "7", "--headless", "--max-frames", "3")
+    one_line_error(code, err, "camera 7 delivered a float32 frame of shape (48, 64, 3)")

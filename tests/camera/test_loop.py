@@ -23,12 +23,16 @@ def oracle_loop(sinks=(), delay=0.02, frames=40, **kw):
 
 
 def no_worker_threads():
-    return not [t for t in threading.enumerate() if t.name in ("encoder",) or t.name.startswith("capture")]
+    return not [t for t in threading.enumerate()
+                if t.name in ("encoder",) or t.name.startswith("capture") or t.name.startswith("sink:")]
 
 
 class Recorder(Sink):
+    """A sink on the display thread (``threaded = False``): frame n's events are handled before frame n + 1."""
+
     name = "recorder"
     needs_overlay = True
+    threaded = False
 
     def __init__(self, events=None, fail_at=None, interrupt_at=None):
         self.frames, self.events, self.fail_at, self.interrupt_at = [], dict(events or {}), fail_at, interrupt_at
@@ -103,12 +107,30 @@ def test_error_in_the_encoder_stops_everything_and_discards_outputs(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_error_in_a_sink_stops_the_loop(tmp_path):
+def test_a_failing_sink_stops_itself_and_the_loop_goes_on(tmp_path, caplog):
+    jl = tmp_path / "t.jsonl"
+    broken = Recorder(fail_at=5)
+    loop, _ = oracle_loop([broken, JsonlSink(str(jl))], prompt_from_gt=True)
+    with caplog.at_level("ERROR", logger="edgesam_edge.camera.sink_runner"):
+        stats = loop.run()
+    assert stats["frames"] == 40 and stats["stopped_because"] == "max frames (40)"
+    assert broken.closed_ok is False and len(broken.frames) == 6  # closed (output discarded) at its error
+    lines = [r for r in caplog.records if "recorder" in r.getMessage()]
+    assert len(lines) == 1 and "sink broke" in lines[0].getMessage() and lines[0].exc_info is None
+    assert len(jl.read_text().splitlines()) == 40  # the other sink kept everything
+    assert stats["sinks"]["recorder"]["error"] == "sink broke"
+    assert stats["sinks"]["recorder"]["frames_written"] == 5
+    assert stats["sinks"][f"jsonl://{jl}"] == {**stats["sinks"][f"jsonl://{jl}"], "frames_written": 40,
+                                               "frames_dropped": 0, "error": None}
+    assert no_worker_threads()
+
+
+def test_when_the_only_sink_fails_the_run_stops_and_says_why(tmp_path):
     rec = Recorder(fail_at=5)
-    loop, _ = oracle_loop([rec], prompt_from_gt=True)
-    with pytest.raises(RuntimeError, match="sink broke"):
-        loop.run()
-    assert rec.closed_ok is False and no_worker_threads()
+    loop, _ = oracle_loop([rec], frames=1000, prompt_from_gt=True)
+    stats = loop.run()  # no exception: the run ends cleanly, with its statistics
+    assert stats["stopped_because"] == "the recorder sink failed: sink broke"
+    assert stats["frames"] == 6 and rec.closed_ok is False and no_worker_threads()
 
 
 def test_ctrl_c_is_a_clean_stop(tmp_path):
@@ -160,3 +182,27 @@ def test_gt_boxes_are_inclusive_pixel_corners_and_skip_empty_masks():
     m = np.zeros((40, 60), bool)
     m[5:11, 20:31] = True  # rows 5..10, columns 20..30
     assert gt_boxes({3: m, 4: np.zeros_like(m)}) == {3: (20, 5, 30, 10)}
+
+
+def test_a_frame_the_source_cannot_use_ends_the_run_and_keeps_the_recording(tmp_path):
+    from edgesam_edge.camera.readers import Reader
+
+    from .helpers import BoxPredictor
+
+    class TurnsToFloat(Reader):
+        name, paced, fps = "odd camera", False, 200.0
+
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            dtype = np.uint8 if self.n <= 5 else np.float32
+            return np.zeros((48, 64, 3), dtype), None
+
+    jl = tmp_path / "t.jsonl"
+    src = open_source("x", reader_factory=TurnsToFloat)
+    stats = LiveLoop(src, Tracker(BoxPredictor()), [JsonlSink(str(jl))], prompts=[Prompt(box=(5, 5, 30, 30))]).run()
+    assert "odd camera delivered a float32 frame" in stats["stopped_because"]
+    assert 1 <= stats["frames"] <= 5 and len(jl.read_text().splitlines()) == stats["frames"]
+    assert no_worker_threads()

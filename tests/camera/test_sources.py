@@ -1,3 +1,4 @@
+import threading
 import time
 
 import cv2
@@ -7,7 +8,8 @@ import pytest
 from edgesam_edge.camera import sources
 from edgesam_edge.camera.errors import SourceError
 from edgesam_edge.camera.frame import Frame
-from edgesam_edge.camera.source import Source, open_source
+from edgesam_edge.camera.readers import Reader
+from edgesam_edge.camera.source import Backoff, Source, open_source
 from edgesam_edge.camera.uri import csi_pipeline, make_reader, parse_size
 
 from .helpers import CountingReader, FaultyReader, thread_names
@@ -172,3 +174,169 @@ def test_old_import_path_is_an_alias():
     assert sources.make_reader is make_reader and sources.parse_size is parse_size
     for name in sources.__all__:
         assert hasattr(sources, name), name
+
+
+# -- outages with --reconnect (issue 19, item 8) --------------------------------------------------
+
+
+class Outage(Reader):
+    """A live camera: frames until ``unplug``; then reads fail and re-opens raise until ``plug``.
+
+    ``deliver_after_open=False`` is a device that opens but never delivers. Open times are recorded.
+    """
+
+    paced = False
+    live = True
+
+    def __init__(self, frames_before=3, deliver_after_open=True, stall=False):
+        self.name = "outage"
+        self.fps = 200.0
+        self.frames_before = frames_before
+        self.deliver_after_open = deliver_after_open
+        self.stall = stall
+        self.plugged = threading.Event()
+        self.plugged.set()
+        self.opened_at, self.failed_opens, self.served = [], 0, 0
+        self.outage_started = False
+        self._cond = threading.Condition()
+
+    def open(self):
+        with self._cond:
+            if not self.plugged.is_set():
+                self.failed_opens += 1
+                self._cond.notify_all()
+                raise SourceError("cannot open outage: unplugged")
+            self.opened_at.append(time.perf_counter())
+            self._cond.notify_all()
+
+    def read(self):
+        if self.served >= self.frames_before:
+            if not self.deliver_after_open:
+                return None
+            if not self.outage_started:  # the outage starts
+                self.outage_started = True
+                self.plugged.clear()
+        if not self.plugged.is_set():
+            if self.stall:  # blocks like a driver waiting for a frame that does not come
+                self.plugged.wait(PATIENCE)
+            else:
+                return None
+        self.served += 1
+        return np.full((48, 64, 3), self.served % 256, np.uint8), None
+
+    def wait_for(self, predicate):
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), PATIENCE)
+
+
+def test_backoff_doubles_to_its_cap_and_starts_over_only_after_frames():
+    b = Backoff(0.25, 5.0)
+    seen = []
+    for _ in range(8):
+        seen.append(b.delay)
+        b.failed()
+    assert seen == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+    b.reset()
+    assert b.delay == 0.25
+    with pytest.raises(ValueError):
+        Backoff(0.0, 1.0)
+
+
+def test_reconnect_survives_an_outage_longer_than_the_stall_timeout():
+    # the issue's case scaled down: stalls for 8 s with a 5 s stall timeout -> here >= 0.48 s with 0.3 s
+    reader = Outage(frames_before=3)
+    src = open_source("x", reconnect=True, stall_timeout=0.3, min_backoff=0.02, max_backoff=0.1,
+                      reader_factory=lambda: reader)
+    with src:
+        assert src.read(timeout=PATIENCE) is not None
+        t0 = time.perf_counter()
+        while reader.failed_opens < 8 or time.perf_counter() - t0 < 1.6 * 0.3:
+            assert src.read(timeout=0.05) is None or reader.failed_opens == 0
+            assert not src.ended, f"the source gave up during the outage: {src.error}"
+        assert time.perf_counter() - t0 > 1.6 * src.stall_timeout
+        assert src.backoff.delay == 0.1  # the waits grew to their cap
+        reader.plugged.set()
+        frame = src.read(timeout=PATIENCE)
+        assert frame is not None and not src.ended
+        assert src.outages == 1 and src.reconnects >= 1 and src.stalls == 1
+        assert reader.wait_for(lambda r: r.served > 4)
+        assert src.backoff.failures == 0  # frames flow again: the next outage starts from the shortest wait
+
+
+def test_a_reader_that_stalls_then_recovers_is_waited_for_with_reconnect():
+    reader = Outage(frames_before=3, stall=True)
+    src = open_source("x", reconnect=True, stall_timeout=0.2, reader_factory=lambda: reader)
+    with src:
+        assert src.read(timeout=PATIENCE) is not None
+        t0 = time.perf_counter()
+        while src.stalls == 0:
+            src.read(timeout=0.05)
+            assert time.perf_counter() - t0 < PATIENCE
+        assert not src.ended
+        reader.plugged.set()  # the driver returns a frame at last
+        assert src.read(timeout=PATIENCE) is not None and not src.ended
+
+
+def test_a_device_that_opens_but_never_delivers_is_retried_ever_more_slowly():
+    reader = Outage(frames_before=2, deliver_after_open=False)
+    src = open_source("x", reconnect=True, stall_timeout=PATIENCE, min_backoff=0.02, max_backoff=0.16,
+                      reader_factory=lambda: reader)
+    with src:
+        assert src.read(timeout=PATIENCE) is not None  # then nothing: it re-opens at once, delivers nothing
+        assert reader.wait_for(lambda r: len(r.opened_at) >= 7)
+        assert not src.ended
+    gaps = np.diff(reader.opened_at[1:7])  # between consecutive re-opens that delivered nothing
+    expected = [0.04, 0.08, 0.16, 0.16, 0.16]  # each one a failure: the wait doubles up to the cap
+    assert all(g >= 0.9 * e for g, e in zip(gaps, expected)), (gaps, expected)
+    assert src.backoff.failures >= 5
+
+
+# -- frames a source cannot use (issue 19, item 9) ------------------------------------------------
+
+
+class OddFrames(Reader):
+    paced = False
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+        self.name = "odd"
+        self.fps = 500.0
+
+    def read(self):
+        return (self.frames.pop(0), None) if self.frames else None
+
+
+@pytest.mark.parametrize("image, expected", [
+    (np.full((6, 8), 0x1234, np.uint16), 0x12),  # 16-bit gray: the high byte, as RGB
+    (np.full((6, 8, 3), 0xFF00, np.uint16), 0xFF),
+    (np.full((6, 8, 1), 7, np.uint8), 7),  # single channel
+    (np.full((6, 8, 4), 9, np.uint8), 9),  # RGBA
+])
+def test_gray_16_bit_and_rgba_frames_are_converted_at_the_source(image, expected):
+    with open_source("x", reader_factory=lambda: OddFrames([image])) as src:
+        f = src.read(timeout=PATIENCE)
+    assert f.image.shape == (6, 8, 3) and f.image.dtype == np.uint8 and (f.image == expected).all()
+
+
+@pytest.mark.parametrize("image, dtype", [
+    (np.zeros((6, 8, 3), np.float32), "float32"),
+    (np.zeros((6, 8, 2), np.uint8), "uint8"),
+    (np.zeros((6, 8, 3), np.int32), "int32"),
+])
+def test_frames_it_cannot_use_are_refused_with_one_line_naming_the_dtype(image, dtype):
+    good = np.zeros((6, 8, 3), np.uint8)
+    with open_source("x", reader_factory=lambda: OddFrames([good, image, good])) as src:
+        assert src.read(timeout=PATIENCE) is not None  # the frames before it are delivered
+        with pytest.raises(SourceError) as err:
+            src.read(timeout=PATIENCE)
+    msg = str(err.value)
+    assert "\n" not in msg and dtype in msg and "odd" in msg and str(image.shape) in msg
+    assert src.ended
+
+
+def test_opencv_reader_passes_16_bit_and_gray_frames_on_for_conversion(tmp_path):
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"g{i}.png"), np.full((10, 12), 200, np.uint8))
+    with open_source(str(tmp_path / "g*.png"), fps=500) as src:
+        f = src.read(timeout=PATIENCE)
+    assert f.image.shape == (10, 12, 3) and f.image.dtype == np.uint8

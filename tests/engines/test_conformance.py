@@ -35,6 +35,8 @@ class Case:
     logits_atol: float = None
     #: puts stand-ins for packages this machine lacks in place (called with a MonkeyPatch)
     install: Optional[Callable[[pytest.MonkeyPatch], None]] = None
+    #: why this CPU cannot run the case (None: it can), e.g. a reduced float without its hardware
+    unsupported: Optional[Callable[[], Optional[str]]] = None
 
 
 def _onnx_fp32(ctx):
@@ -48,6 +50,22 @@ def _torch_reference(ctx):
 def _bundle(fixture: str, backend: str):
     """Open the session fixture ``fixture`` (a bundle, made only when a case asks for it) on ``backend``."""
     return lambda ctx: Predictor.load(ctx["fixture"](fixture), backend=backend)
+
+
+def _precision(backend: str, precision: str):
+    """The FP32 ONNX bundle on ``backend`` in ``precision``."""
+    return lambda ctx: Predictor.load(ctx["bundle"], backend=backend, precision=precision)
+
+
+def _needs_native(precision: str) -> Callable[[], Optional[str]]:
+    def why() -> Optional[str]:
+        from edgesam_edge.sysinfo import native_precisions
+
+        if precision in native_precisions():
+            return None
+        return f"this CPU has no native {precision} arithmetic (edgesam_edge.sysinfo.native_precisions)"
+
+    return why
 
 
 def _fake_tensorrt_device(mp: pytest.MonkeyPatch) -> None:
@@ -69,6 +87,13 @@ CASES = [
     Case("tflite", "int8", _bundle("tflite_int8_bundle", "tflite"), 0.8),
     # the fake TensorRT 10 runs the FP32 graph on ONNX Runtime: as close as the FP32 bundle
     Case("tensorrt", "fp16", _tensorrt_engines, 0.999, 1e-3, install=_fake_tensorrt_device),
+    # OpenVINO: the same ONNX graphs; fp32 as close as ONNX Runtime; bf16 / fp16 encoders (the decoder stays
+    # fp32, so its logits match) where the CPU has them, held to the fidelity gate of precision="auto"
+    Case("openvino", "fp32", _precision("openvino", "fp32"), 0.999, 1e-3),
+    Case("openvino", "bf16", _precision("openvino", "bf16"), 0.98, 1e-3, unsupported=_needs_native("bf16")),
+    Case("openvino", "fp16", _precision("openvino", "fp16"), 0.98, 1e-3, unsupported=_needs_native("fp16")),
+    # the INT8 bundle's Q/DQ encoder (encoder.qdq.onnx), the artifact TensorRT builds from
+    Case("openvino", "int8", _bundle("onnx_int8_bundle", "openvino"), 0.8),
 ]
 
 
@@ -93,6 +118,9 @@ def case(request, ctx):
         info = {b.name: b for b in available()}.get(c.backend)
         if info is None or not info.available:
             pytest.skip(f"backend {c.backend} is not installed here: {info.reason if info else 'not registered'}")
+        reason = c.unsupported() if c.unsupported is not None else None
+        if reason:
+            pytest.skip(reason)
         pred = c.open(ctx)
         yield c, pred
         pred.close()

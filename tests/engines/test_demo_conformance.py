@@ -50,7 +50,8 @@ def runtime(request, image):
     info = {b.name: b for b in available()}.get(name)
     if info is None or not info.available:
         pytest.skip(f"backend {name} is not installed here: {info.reason if info else 'not registered'}")
-    with Predictor.load(DEMO_BUNDLES[RUNTIMES[name]], backend=name) as p:
+    # fp32: the tolerances below are float32's (precision "auto" may pick a reduced float: test_selection.py)
+    with Predictor.load(DEMO_BUNDLES[RUNTIMES[name]], backend=name, precision="fp32") as p:
         p.set_image(image)
         yield p
 

@@ -27,7 +27,7 @@ from onnx import helper as h  # noqa: E402
 from onnx import numpy_helper as nh  # noqa: E402
 
 from edgesam_edge import Predictor  # noqa: E402
-from edgesam_edge.bundle import MANIFEST, Bundle, add_artifact, load_bundle, write_json_atomic  # noqa: E402
+from edgesam_edge.bundle import MANIFEST, Bundle, add_artifact, load_bundle, sha256_file, write_json_atomic  # noqa: E402
 from edgesam_edge.cli import main  # noqa: E402
 from edgesam_edge.builders import tensorrt as B  # noqa: E402
 from edgesam_edge.builders.onnx_precision import convert_to_fp16, has_qdq  # noqa: E402
@@ -499,10 +499,10 @@ def test_truncated_engine(fake_device, onnx_bundle_tiny, tmp_path, capsys):
     with pytest.raises(BundleError, match="decoder engine 'decoder.engine' is truncated or damaged") as ei:
         T.read_engine(load_bundle(eng, verify=False), "decoder")
     assert "\n" not in str(ei.value)
-    # Without size or sha256 in the manifest, TensorRT's own refusal becomes a BundleError.
+    # Without a size in the manifest and a sha256 of the damaged file, TensorRT's own refusal becomes a BundleError.
     m = json.loads((eng / MANIFEST).read_text())
     for art in m["artifacts"].values():
-        art.pop("bytes"), art.pop("sha256")
+        art.pop("bytes"), art.update(sha256=sha256_file(eng / art["path"]))
     write_json_atomic(eng / MANIFEST, m)
     with pytest.raises(BundleError, match="cannot load this decoder engine .truncated"):
         Predictor.load(eng)

@@ -187,6 +187,8 @@ def test_default_bundle_format(monkeypatch):
 
     require_backend("tflite")
     monkeypatch.delenv("EDGESAM_DEFAULT_FORMAT", raising=False)
+    # where OpenVINO runs ONNX in a native bf16 / fp16 the default is ONNX (tests/engines/test_selection.py)
+    monkeypatch.setattr(defaults, "preferred_float_format", lambda: None)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "litert_torch" else real(n, *a))
     assert builder.export_format() == "tflite"

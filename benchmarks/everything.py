@@ -1,0 +1,252 @@
+#!/usr/bin/env python
+"""Segment everything: our batched AutomaticMaskGenerator against the official-style loop, in one run.
+
+Three variants, interleaved round by round (A, B, C / B, C, A / ...) so that a noisy
+neighbour or a clock change hits them alike, each timed as encoder / decoder /
+post-processing / total:
+
+- ``official-style``: what the official generator does on the official ONNX predictor.
+  The official-style graph (BatchNorm and RepVGG branches unfused, not simplified:
+  ``export_onnx(..., reparameterize=False, simplify=False)``) in default
+  ``onnxruntime.InferenceSession``s, the official ONNX predictor's preprocessing
+  (benchmarks/official_pipeline.py), then **one decoder call per grid point**, all four
+  masks of each call upscaled to the image (as the official predictor returns them),
+  and the official filters on the upscaled logits: predicted IoU (EdgeSAM's: the
+  stability of the low-res logits), stability score, boxes, RLE of every mask that
+  passes, box NMS. It gives the official records (the prompts carry the padding point of
+  the PyTorch prompt encoder, so its masks are the official generator's).
+- ``ours``: ``AutomaticMaskGenerator(Predictor.load(bundle, backend="onnxruntime",
+  precision="fp32"))``, defaults (64 prompts per decoder call).
+- ``ours-1-per-call``: the same with ``points_per_batch=1``: what batching alone gives.
+
+The records of ``ours`` are compared with the official-style ones (counts, the share matched
+at mask IoU >= 0.9, the worst match, score differences), so the speed-up is for the same
+answer; ``ours`` resizes as the official predictor does (Pillow-exact) for that.
+
+Run (exports the reference checkpoint's two graphs at 1024 into --work-dir first)::
+
+    python benchmarks/everything.py --runs 2 --json benchmarks/results/<cpu>-<date>.everything.json
+
+``--image PATH`` segments another image (default: the packaged 512x512 photo);
+``--scene WxH`` a synthetic frame of that size; ``--bundle DIR --official-dir DIR``
+times existing graphs (e.g. both pointing at the demo bundle, S = 256, to time the
+loops alone on a model whose masks pass the filters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from official_pipeline import OfficialOnnxPipeline  # noqa: E402
+from official_vs_edge import astronaut, encoder_files, export_pair, interleave, paired_ratio, summary  # noqa: E402
+
+#: The issue's speed target: the default grid >= 3x faster than the one-prompt-per-call loop.
+TARGET_RATIO = 3.0
+REFERENCE_CHECKPOINT = REPO / "tests" / "data" / "reference" / "edge_sam_random.pth"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def official_style_generate(pipe: OfficialOnnxPipeline, image: np.ndarray, points_per_side: int = 32,
+                            pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
+                            stability_score_offset: float = 1.0, box_nms_thresh: float = 0.7):
+    """The official generator's single-layer path, one decoder call per grid point. Returns (records, ms)."""
+    from edgesam_edge.everything.crops import build_point_grid, xyxy_to_xywh
+    from edgesam_edge.everything.masks import (Patch, box_nms, masks_to_boxes, rle_area, stability_scores,
+                                               uncompressed_rle)
+
+    t0 = time.perf_counter()
+    pipe.set_image(image)
+    (h, w), (nh, nw), size = pipe.original_size, pipe.input_size, pipe.size
+    decoder = 0.0
+    rles: List[Dict[str, Any]] = []
+    rows: List[Any] = []
+    for point in build_point_grid(points_per_side) * np.array([[w, h]], np.float64):
+        coords = np.array([[[point[0] * nw / w, point[1] * nh / h], [0.0, 0.0]]], np.float32)
+        td = time.perf_counter()
+        scores, low = pipe.decoder.run(None, {"image_embeddings": pipe.features, "point_coords": coords,
+                                              "point_labels": np.array([[1.0, -1.0]], np.float32)})[:2]
+        decoder += time.perf_counter() - td
+        # the official ONNX predictor: all four masks to S x S, crop, to the image
+        m = cv2.resize(low[0].transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_LINEAR)[:nh, :nw]
+        up = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)[1:4]
+        iou = stability_scores(low[0, 1:4], 0.0, 1.0)
+        keep = np.flatnonzero(iou > np.float32(pred_iou_thresh))
+        stab = stability_scores(up[keep], 0.0, stability_score_offset)
+        passed = stab >= np.float32(stability_score_thresh)
+        ok, stab = keep[passed], stab[passed]
+        masks = up[ok] > 0.0
+        boxes = masks_to_boxes(masks)
+        for j, i in enumerate(ok):
+            rles.append(uncompressed_rle(Patch.from_mask(masks[j], boxes[j]), h, w))
+            rows.append((boxes[j], iou[i], stab[j], point))
+    records = []
+    if rows:
+        order = box_nms(np.stack([r[0] for r in rows]), np.array([r[1] for r in rows], np.float32), box_nms_thresh)
+        for i in order:
+            box, iou, stab, point = rows[i]
+            records.append({"segmentation": rles[i], "area": rle_area(rles[i]),
+                            "bbox": xyxy_to_xywh(box), "predicted_iou": float(iou),
+                            "point_coords": [point.tolist()], "stability_score": float(stab),
+                            "crop_box": [0, 0, w, h]})
+    t2 = time.perf_counter()
+    enc = pipe.last_timings
+    ms = {"encoder": enc["resize"] + enc["normalize_pad"] + enc["encoder"], "decoder": 1e3 * decoder,
+          "total": 1e3 * (t2 - t0)}
+    ms["postprocess"] = ms["total"] - ms["encoder"] - ms["decoder"]
+    return records, ms
+
+
+def agreement(ours: List[Dict[str, Any]], official: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """How the two record lists agree: counts, the share of each matched in the other at mask IoU >= 0.9, and
+    for each of ours its best official match: the lowest IoU and the largest score differences."""
+    from edgesam_edge.camera.rle import decode
+    from edgesam_edge.metrics import mask_iou
+
+    def mask(r: Dict[str, Any]) -> np.ndarray:
+        seg = r["segmentation"]
+        return seg if isinstance(seg, np.ndarray) else decode(seg)
+
+    a, b = [mask(r) for r in ours], [mask(r) for r in official]
+    iou = np.array([[mask_iou(x, y, 0.0) for y in b] for x in a]).reshape(len(a), len(b))
+    out: Dict[str, Any] = {"official_records": len(b), "ours_records": len(a)}
+    if not (len(a) and len(b)):
+        return out
+    best = iou.argmax(1)
+    out.update(
+        ours_matched_in_official=round(float((iou.max(1) >= 0.9).mean()), 4),
+        official_matched_in_ours=round(float((iou.max(0) >= 0.9).mean()), 4),
+        min_best_iou=round(float(iou.max(1).min()), 4),
+        max_stability_diff=round(max(abs(r["stability_score"] - official[j]["stability_score"])
+                                     for r, j in zip(ours, best)), 5),
+        max_predicted_iou_diff=round(max(abs(r["predicted_iou"] - official[j]["predicted_iou"])
+                                         for r, j in zip(ours, best)), 5),
+        same_order=[int(j) for j in best] == list(range(len(b))))
+    return out
+
+
+def load_image(args: argparse.Namespace) -> np.ndarray:
+    if args.scene:
+        from edgesam_edge.camera.synthetic import SyntheticScene
+
+        w, h = (int(v) for v in args.scene.lower().split("x"))
+        return SyntheticScene(w, h, objects=5, seed=20100).render(15)[0]
+    if args.image:
+        from edgesam_edge.imageio import read_image
+
+        return read_image(args.image)
+    return astronaut()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default=str(REFERENCE_CHECKPOINT),
+                   help="checkpoint to export at 1024 (default: the reference checkpoint, tests/data/reference)")
+    p.add_argument("--bundle", help="our bundle (default: exported into --work-dir)")
+    p.add_argument("--official-dir", help="official-style ONNX folder (default: exported into --work-dir)")
+    p.add_argument("--work-dir", help="where to export (and reuse) the two graphs (default: a temporary folder)")
+    p.add_argument("--image", help="image to segment (default: the packaged 512x512 photo)")
+    p.add_argument("--scene", metavar="WxH", help="segment a synthetic frame of this size instead")
+    p.add_argument("--points-per-side", type=int, default=32, help="grid (default 32, the official default)")
+    p.add_argument("--stability-score-thresh", type=float, default=0.95, help="(default 0.95, the official one)")
+    p.add_argument("--runs", type=int, default=2, help="interleaved timed rounds (default 2)")
+    p.add_argument("--warmup", type=int, default=0, help="untimed rounds first (default 0)")
+    p.add_argument("--no-single", action="store_true", help="skip the ours-1-per-call variant")
+    p.add_argument("--pause", type=float, default=0.1, help="idle seconds before each timed call (default 0.1)")
+    p.add_argument("--json", help="write the results as JSON here")
+    args = p.parse_args(argv)
+    if args.runs < 1 or args.warmup < 0:
+        p.error("--runs must be >= 1 and --warmup >= 0")
+
+    from edgesam_edge import Predictor
+    from edgesam_edge.bench.device import collect_device, collect_versions, now_utc
+    from edgesam_edge.everything import AutomaticMaskGenerator
+
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    image = load_image(args)
+    with tempfile.TemporaryDirectory(prefix="edgesam-everything-") as tmp:
+        work = Path(args.work_dir) if args.work_dir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        paths = export_pair(args.checkpoint, work, args.bundle, args.official_dir)
+        files = encoder_files(paths["official"])
+        pipe = OfficialOnnxPipeline(str(files["encoder"]), str(files["decoder"]))
+        # resize="exact": the official preprocessing (Pillow), so that both answer for the same embedding
+        pred = Predictor.load(paths["bundle"], backend="onnxruntime", precision="fp32", resize="exact")
+        settings = dict(points_per_side=args.points_per_side, stability_score_thresh=args.stability_score_thresh)
+        ours = AutomaticMaskGenerator(pred, **settings)
+        single = AutomaticMaskGenerator(pred, points_per_batch=1, **settings)
+        last: Dict[str, Any] = {}
+
+        def run_ours(gen: AutomaticMaskGenerator, name: str) -> Callable[[], Dict[str, float]]:
+            def call() -> Dict[str, float]:
+                last[name] = gen.generate(image)
+                return dict(gen.last_timings)
+            return call
+
+        def run_official() -> Dict[str, float]:
+            last["official-style"], ms = official_style_generate(
+                pipe, image, args.points_per_side, stability_score_thresh=args.stability_score_thresh)
+            return ms
+
+        fns = {"official-style": run_official, "ours": run_ours(ours, "ours")}
+        if not args.no_single:
+            fns["ours-1-per-call"] = run_ours(single, "ours-1-per-call")
+        h, w = image.shape[:2]
+        _log(f"{w}x{h} image, {args.points_per_side}x{args.points_per_side} grid, S = {pred.input_size}: "
+             f"{args.runs} interleaved rounds of {', '.join(fns)}")
+        samples = interleave(fns, args.runs, args.warmup, args.pause)
+        counts = dict(ours.last_counts)
+        pred.close()
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+    stages = ("encoder", "decoder", "postprocess", "total")
+    result = {name: {k: summary(v) for k, v in s.items() if k in stages} for name, s in samples.items()}
+    ratios = {name: paired_ratio(samples["official-style"]["total"], s["total"])
+              for name, s in samples.items() if name != "official-style"}
+    decoder_ratio = paired_ratio(samples["official-style"]["decoder"], samples["ours"]["decoder"])
+    agree = agreement(last["ours"], last["official-style"])
+    report = {
+        "date": now_utc(), "device": collect_device(), "versions": collect_versions(["onnxruntime"]),
+        "command": "python benchmarks/everything.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "image": {"width": w, "height": h, "source": args.scene or args.image or "astronaut (packaged)"},
+        "bundle": str(paths["bundle"]), "official": str(paths["official"]), "input_size": int(pred.input_size),
+        "settings": settings, "runs": args.runs, "warmup": args.warmup,
+        "load_average": {"before": load_before, "after": load_after},
+        "ms": result, "ratio_vs_official": ratios, "decoder_ratio_vs_official": decoder_ratio,
+        "target_ratio": TARGET_RATIO, "met": ratios["ours"] >= TARGET_RATIO,
+        "ours_counts": counts, "agreement": agree,
+    }
+    lines = ["| variant | encoder ms | decoder ms | post-processing ms | total ms | official / variant |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in result.items():
+        ratio = "1.00" if name == "official-style" else f"{ratios[name]:.2f}"
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]['p50_ms']:.0f}" for k in stages) + f" | {ratio} |")
+    print("\n".join(lines))
+    print(f"decoder alone: official-style / ours = {decoder_ratio:.2f}; records {json.dumps(agree)}")
+    print(f"target >= {TARGET_RATIO}x: {'met' if report['met'] else 'NOT met'} ({ratios['ours']:.2f}x)")
+    if args.json:
+        from edgesam_edge.atomic import write_text_atomic
+        from edgesam_edge.jsonsafe import dumps
+
+        write_text_atomic(args.json, dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The OpenVINO backend: which graphs it opens, precisions it refuses, its compile options and cache.
+
+Its numerics (FP32 as close as ONNX Runtime, bf16 / fp16 where the CPU has them, INT8 on the
+Q/DQ graph, dynamic decoder batches) are checked by the conformance suite (test_conformance.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgesam_edge import Predictor, sysinfo
+from edgesam_edge.bundle import load_bundle
+from edgesam_edge.errors import BundleError, EdgeSamError
+from tests.conftest import require_backend
+
+AVX2_ONLY = {"model": "AVX2 CPU", "arch": "x86_64", "simd": ["sse4_2", "avx", "avx2", "fma"], "physical_cores": 2,
+             "logical_cores": 2, "max_mhz": 2000.0}
+
+
+@pytest.fixture(autouse=True)
+def _openvino():
+    require_backend("openvino")
+
+
+def test_threads_latency_hint_and_cache_dir(tmp_path, monkeypatch):
+    from edgesam_edge.engines.openvino import compile_config
+
+    monkeypatch.setenv("EDGESAM_CACHE_DIR", str(tmp_path / "cache"))
+    config = compile_config("fp32")
+    assert config["INFERENCE_NUM_THREADS"] == sysinfo.physical_cores()
+    assert config["PERFORMANCE_HINT"] == "LATENCY"
+    # fp32 is asked for explicitly: OpenVINO's own default on a bf16 CPU is bf16
+    assert config["INFERENCE_PRECISION_HINT"] == "f32"
+    assert config["CACHE_DIR"] == str(tmp_path / "cache" / "openvino")
+    assert compile_config("bf16", threads=3, cache=False) == {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 3, "INFERENCE_PRECISION_HINT": "bf16"}
+
+
+def test_compiled_models_are_cached_and_answer_the_same(onnx_bundle, tmp_path):
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    cache = tmp_path / "ov-cache"
+    bundle = load_bundle(onnx_bundle)
+    x = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)
+    enc, dec = OpenVinoBackend().open(bundle, cache=cache)
+    first = enc(x)
+    enc.close()
+    dec.close()
+    blobs = sorted(p.name for p in cache.iterdir())
+    assert len(blobs) == 2 and all(b.endswith(".blob") for b in blobs)  # one per graph
+    enc, dec = OpenVinoBackend().open(bundle, cache=cache)  # from the cache
+    assert sorted(p.name for p in cache.iterdir()) == blobs
+    np.testing.assert_array_equal(enc(x), first)
+    assert dec.max_objects is None  # the decoder keeps dynamic B
+    enc.close()
+    with pytest.raises(EdgeSamError, match="closed"):
+        enc(x)
+
+
+def test_int8_bundle_runs_the_qdq_graphs(onnx_int8_bundle):
+    from edgesam_edge.engines.openvino import artifacts
+
+    bundle = load_bundle(onnx_int8_bundle)
+    enc, dec = artifacts(bundle)
+    assert enc.name == "encoder.qdq.onnx"
+    # this bundle kept its decoder in float (decoder="fp32"): decoder.onnx is the FP32 graph
+    assert "decoder_qdq" not in bundle.manifest["artifacts"] and dec.name == "decoder.onnx"
+    with Predictor.load(onnx_int8_bundle, backend="openvino") as pred:
+        assert (pred.backend_name, pred.precision) == ("openvino", "int8")
+
+
+def test_int8_bundle_without_a_qdq_encoder_is_refused(onnx_int8_bundle, tmp_path):
+    copy = tmp_path / "old-int8"
+    shutil.copytree(onnx_int8_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["artifacts"]["encoder_qdq"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="no encoder.qdq.onnx .* calibrate it again") as err:
+        Predictor.load(copy, backend="openvino")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("precision, match", [
+    ("int8", "needs a calibrated INT8 bundle"),
+    ("fp64", "is not one of"),
+])
+def test_precisions_a_float_bundle_cannot_run(onnx_bundle, precision, match):
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    with pytest.raises(EdgeSamError, match=match):
+        OpenVinoBackend().open(load_bundle(onnx_bundle), precision=precision)
+
+
+def test_float_precision_on_an_int8_bundle_is_refused(onnx_int8_bundle):
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    with pytest.raises(EdgeSamError, match="is INT8: it runs in int8 only"):
+        OpenVinoBackend().open(load_bundle(onnx_int8_bundle), precision="fp32")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_floats_are_refused_without_their_hardware(onnx_bundle, monkeypatch, precision):
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    monkeypatch.setattr(sysinfo, "cpu_info", lambda: dict(AVX2_ONLY))
+    with pytest.raises(EdgeSamError, match=f"precision '{precision}' is not native on this CPU"):
+        OpenVinoBackend().open(load_bundle(onnx_bundle), precision=precision)
+
+
+def test_bad_options(onnx_bundle):
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    bundle = load_bundle(onnx_bundle)
+    with pytest.raises(EdgeSamError, match="unknown openvino options \\['providers'\\]"):
+        OpenVinoBackend().open(bundle, providers=["x"])
+    with pytest.raises(EdgeSamError, match="threads 0 is not a positive integer"):
+        OpenVinoBackend().open(bundle, threads=0)
+    with pytest.raises(EdgeSamError, match="hint 'FAST' is not one of"):
+        OpenVinoBackend().open(bundle, hint="FAST")
+
+
+def test_official_folder_and_a_truncated_graph(onnx_bundle, tmp_path, reference_images):
+    from edgesam_edge.engines.openvino import compile_config, compile_file
+
+    d = tmp_path / "official"
+    d.mkdir()
+    shutil.copy(onnx_bundle / "encoder.onnx", d / "edge_sam_3x_encoder.onnx")
+    shutil.copy(onnx_bundle / "decoder.onnx", d / "edge_sam_3x_decoder.onnx")
+    with Predictor.load(d, backend="openvino", precision="fp32") as pred:
+        assert pred.bundle.official and pred.input_size == 1024
+        pred.set_image(reference_images["odd_noise"])
+        masks, _, _ = pred.predict(box=[10, 10, 100, 80])
+        assert masks.shape == (3, 97, 223)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes((onnx_bundle / "encoder.onnx").read_bytes()[:5000])
+    import openvino
+
+    with pytest.raises(BundleError, match="OpenVINO cannot compile it") as err:
+        compile_file(openvino.Core(), broken, compile_config("fp32", cache=False))
+    assert "\n" not in str(err.value)
+
+
+def test_a_tflite_bundle_is_not_opened(tmp_path):
+    from edgesam_edge.defaults import DEMO_BUNDLES
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    with pytest.raises(EdgeSamError, match="cannot open a 'tflite' bundle"):
+        Predictor.load(DEMO_BUNDLES["tflite"], backend="openvino")
+    assert OpenVinoBackend.precisions(load_bundle(DEMO_BUNDLES["tflite"])) == ()
+
+
+def test_registered_with_its_extra():
+    from edgesam_edge.engines.base import backend_names, get_backend
+
+    assert "openvino" in backend_names()
+    cls = get_backend("openvino")
+    assert cls.extra == "openvino" and cls.formats == ("onnx",) and cls.precision_option
+    assert Path(__file__).resolve().parents[2].joinpath("pyproject.toml").read_text().count("openvino>=2024.0") == 1
+
+
+def test_repeated_decoder_shapes_get_a_static_graph_with_the_same_answers(onnx_bundle, tmp_path):
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    bundle = load_bundle(onnx_bundle)
+    _, dec = OpenVinoBackend().open(bundle, cache=tmp_path / "c", static_shapes=1)
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((1, 256, 64, 64)).astype(np.float32)
+    coords = rng.uniform(0, 1024, (2, 3, 2)).astype(np.float32)
+    labels = np.array([[1, 0, -1], [1, 1, -1]], np.float32)
+    first = dec(emb, coords, labels)  # dynamic graph: seen once, nothing compiled
+    dec.settle()
+    assert dec.static_shapes() == []
+    second = dec(emb, coords, labels)  # seen twice: a static copy is compiled in the background
+    dec.settle()
+    assert dec.static_shapes() == [(2, 3)]
+    third = dec(emb, coords, labels)  # on the static graph
+    for a, b in ((first, second), (first, third)):
+        np.testing.assert_allclose(a[0], b[0], atol=1e-4)
+        np.testing.assert_allclose(a[1], b[1], atol=1e-3)
+    one = coords[:1, :2], labels[:1, :2]
+    for _ in range(2):
+        dec(emb, *one)
+    dec.settle()
+    assert dec.static_shapes() == [(1, 2)]  # limit 1: the least recently used went
+    dec.close()
+    _, dyn = OpenVinoBackend().open(bundle, cache=False, static_shapes=0)
+    for _ in range(3):
+        dyn(emb, coords, labels)
+    dyn.settle()
+    assert dyn.static_shapes() == []
+    with pytest.raises(EdgeSamError, match="static_shapes -1"):
+        OpenVinoBackend().open(bundle, static_shapes=-1)
