@@ -26,9 +26,11 @@ cli_runs() {
   local img
   img=$(python -c 'import edgesam_edge, os; print(os.path.join(os.path.dirname(edgesam_edge.__file__), "data", "astronaut.jpg"))')
   [ -f "$img" ] || die "the installed package has no sample image ($img)"
-  edgesam demo --json -o /tmp/edgesam-cli/demo.png --force >"$OUT/cli-demo.json" \
+  # LiteRT on both sides: the x86 host may have OpenVINO too, whose auto precision (bf16) differs by design
+  edgesam demo --backend tflite --json -o /tmp/edgesam-cli/demo.png --force >"$OUT/cli-demo.json" \
     || die "edgesam demo --json failed"
-  edgesam segment "$img" --point 250,170 -o /tmp/edgesam-cli/seg.png --json --force >"$OUT/cli-segment.json" \
+  edgesam segment "$img" --point 250,170 --backend tflite --precision fp32 -o /tmp/edgesam-cli/seg.png --json \
+    --force >"$OUT/cli-segment.json" \
     || die "edgesam segment $img --point 250,170 -o /tmp/edgesam-cli/seg.png --json failed"
   python - "$OUT" <<'EOF' || die "the CLI's JSON output is not what was expected"
 import json, os, sys
