@@ -20,13 +20,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from _common import write_json
 
 #: Targets of issue 7 on held-out scenes.
 TARGETS = {"point_miou": 0.80, "box_miou": 0.85}
@@ -162,9 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\nINT8 vs FP32 on held-out scenes: mask IoU mean {int8['mask_iou_mean']:.3f} "
               f"(p5 {int8['mask_iou_p5']:.3f}; target >= {TARGET_INT8_IOU}: {'MET' if int8['met'] else 'MISSED'}), "
               f"encoder {enc['fp32_ms']:.1f} -> {enc['int8_ms']:.1f} ms ({enc['speedup']:.2f}x)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     return 0
 
 

@@ -19,7 +19,6 @@ Numbers are wall-clock on a shared machine; the checks are what matter.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import signal
 import socket
@@ -30,6 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from _common import http_request
 
 HOSTILE = [b'{"x": NaN, "y": 5, "label": 0}', b'{"x": 5, "y": 5, "label": Infinity}', b'{"x": 1e999, "y": 5}',
            b'{"x": "5", "y": 5}', b'{"x": true, "y": 5}', b'{"box": [0, 0, NaN, 5]}', b'{"box": [50, 50, 10, 10]}',
@@ -48,21 +49,8 @@ class Client:
 
     def call(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None,
              host: Optional[str] = None, timeout: float = 10.0) -> Tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.putrequest(method, path, skip_host=host is not None, skip_accept_encoding=True)
-            if host is not None:
-                conn.putheader("Host", host)
-            hdrs = dict(headers or {})
-            if body is not None:
-                hdrs.setdefault("Content-Length", str(len(body)))
-            for k, v in hdrs.items():
-                conn.putheader(k, v)
-            conn.endheaders(body)
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
+        status, _, data = http_request("127.0.0.1", self.port, method, path, body, headers, host, timeout)
+        return status, data
 
     def post(self, body: Any, ctype: Optional[str] = "application/json", **kw: Any) -> int:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()

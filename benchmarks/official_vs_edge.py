@@ -41,7 +41,6 @@ published ``edge_sam_encoder.onnx`` / ``edge_sam_decoder.onnx`` in a folder), an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -55,6 +54,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from official_pipeline import OfficialOnnxPipeline  # noqa: E402
+from _common import write_json  # noqa: E402
 
 #: Targets of the core issue (ratios measured in one run).
 TARGET_END_TO_END = 1.10
@@ -395,9 +395,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"  {k}: {v:.3f}x")
     for k, v in verdict.items():
         print(f"target {k}: {v['ratio']:.3f}x vs >= {v['target']}x: {'MET' if v['met'] else 'MISSED'}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     return 0
 
 

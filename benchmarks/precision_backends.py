@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
+from _common import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -187,9 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         iou = fidelity.get(k, {}).get("mean_iou", "ref")
         print(f"| {k} | {p50[k]} | {ratios[k]:.2f}x | {iou} |")
     print(f"\nORT fp32 encoder {base} ms. OpenVINO start-up ms: {json.dumps(startup)}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     return 0
 
 

@@ -3,55 +3,60 @@
 ``edgesam live --prompt-from-gt`` measures the real loop, but its timing (which
 frames get encoded, how late answers arrive) differs from run to run, and one
 scene says little. This replays the same data path in lock step: every frame is
-flowed, every ``--every``-th frame is encoded, and its answer is applied
-``--lag`` frames later, as the encoder worker would. Two runs give the same
-numbers, so tracker changes can be compared over many seeds.
+flowed, every N-th frame is encoded, and its answer is applied N frames later,
+as the encoder worker does when one encoding takes N frames. Two runs give the
+same numbers, so tracker changes can be compared over many seeds.
 
-    python benchmarks/tracker_replay.py                      # default bundle, seeds 0-7
-    python benchmarks/tracker_replay.py --oracle             # a perfect model: the tracker's own losses
+    python benchmarks/tracker_replay.py --oracle                 # both scene families, 300 and 100 ms, seeds 0-9
+    python benchmarks/tracker_replay.py --oracle --scene photo --delay 0.3 --seeds 0-19
+    python benchmarks/tracker_replay.py                          # the default bundle (the demo model)
     python benchmarks/tracker_replay.py --bundle DIR --seeds 0-15 --json out.json
-    python benchmarks/tracker_replay.py --max-growth 0 --reprompt-negatives   # variants
+    python benchmarks/tracker_replay.py --every 3 --lag 3 --max-growth 0 --reprompt-negatives   # variants
 
-The defaults (every 3rd frame, answers 3 frames late) match what the live loop
-does at 30 FPS with an encoder running 10-13 embeddings/s.
+``--delay D`` (seconds per encoding, repeatable; default 0.3 and 0.1) encodes
+every round(D x fps)-th frame and applies its answer that many frames later (at
+30 FPS: every 9th frame for 300 ms, every 3rd for 100 ms); ``--every``/``--lag``
+set both directly. ``--delay 0`` encodes every frame and uses the answer at once.
+Scene families (``--scene``, repeatable): ``shapes`` (the original synthetic scene)
+and ``photo`` (objects cut from photographs, camera shake, long occlusions;
+``edgesam_edge/camera/scenes.py``). Each (family, delay) reports the mean J over
+the seeds, the median and the worst seed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
+from _common import parse_seeds, write_json
 
-
-def parse_seeds(text: str) -> List[int]:
-    """``0-7`` or ``0,3,5`` (or a mix) -> seeds."""
-    out: List[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    return out
+#: Targets of issue 20 (oracle, per scene family): mean J at 300 ms and the worst seed, mean J at 100 ms.
+ORACLE_TARGETS = {0.3: {"mean": 0.9, "worst": 0.8}, 0.1: {"mean": 0.93}}
 
 
 def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: tuple, objects: int,
-           tracker_options: Dict[str, Any], oracle: bool = False) -> Dict[str, Any]:
-    """One scene -> {"J": {gt id: mean IoU}, "mean", "lost_object_frames"}."""
+           tracker_options: Dict[str, Any], oracle: bool = False, scene: str = "shapes",
+           fps: float = 30.0) -> Dict[str, Any]:
+    """One scene -> {"J": {gt id: mean IoU}, "mean", "lost_object_frames", "occluded_object_frames"}.
+
+    ``every``: encode every N-th frame (1: all); ``lag``: frames until its answer is applied (0: at once).
+    """
     from edgesam_edge.camera.loop import gt_boxes
-    from edgesam_edge.camera.synthetic import SyntheticScene
-    from edgesam_edge.camera.tracker import LOST, Tracker
+    from edgesam_edge.camera.scenes import make_scene
+    from edgesam_edge.camera.tracker import LOST, OCCLUDED, Tracker
     from edgesam_edge.metrics import mask_iou
 
-    scene = SyntheticScene(size[0], size[1], objects=objects, seed=seed)
+    world = make_scene(scene, size[0], size[1], objects=objects, seed=seed, fps=fps)
     tracker = Tracker(predictor, **tracker_options)
     gt_of: Dict[int, int] = {}
     ious: Dict[int, List[float]] = {}
     pending: List[tuple] = []  # (frame to apply at, embedding, frame encoded)
-    lost = 0
+    lost = occluded = 0
     for i in range(frames):
-        image, gt = scene.render(i)
+        image, gt = world.render(i)
         if oracle:
             predictor.observe(image, gt)
         tracker.step(image)
@@ -63,13 +68,39 @@ def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: t
             _, emb, f = pending.pop(0)
             tracker.refine(emb, f)
         if i > 0 and i % every == 0:
-            pending.append((i + lag, predictor.encode(image), i))
+            if lag == 0:
+                tracker.refine(predictor.encode(image), i)
+            else:
+                pending.append((i + lag, predictor.encode(image), i))
         for t in tracker.tracks():
             gid = gt_of[t.id]
             ious.setdefault(gid, []).append(mask_iou(t.mask, gt[gid], empty=1.0))
             lost += t.state == LOST
+            occluded += t.state == OCCLUDED
     per = {str(g): round(float(np.mean(v)), 4) for g, v in sorted(ious.items())}
-    return {"seed": seed, "J": per, "mean": round(float(np.mean(list(per.values()))), 4), "lost_object_frames": lost}
+    return {"seed": seed, "J": per, "mean": round(float(np.mean(list(per.values()))), 4),
+            "lost_object_frames": lost, "occluded_object_frames": occluded}
+
+
+def summarize(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Mean, median and worst seed of a list of :func:`replay` results."""
+    means = [r["mean"] for r in runs]
+    worst = int(np.argmin(means))
+    return {"J_mean": round(float(np.mean(means)), 4), "J_median": round(float(np.median(means)), 4),
+            "J_worst": round(float(means[worst]), 4), "worst_seed": runs[worst]["seed"], "seeds": len(runs)}
+
+
+def settings(args: argparse.Namespace) -> List[Tuple[str, float, int, int]]:
+    """(label, delay s or nan, every, lag) for each replay setting the arguments ask for."""
+    if args.every is not None or args.lag is not None:
+        every = args.every if args.every is not None else 3
+        lag = args.lag if args.lag is not None else every
+        return [(f"every {every}, lag {lag}", float("nan"), every, lag)]
+    out = []
+    for d in args.delay or [0.3, 0.1]:
+        n = int(round(d * args.fps))
+        out.append((f"{d * 1e3:.0f} ms", d, max(1, n), n))
+    return out
 
 
 def main() -> int:
@@ -78,10 +109,15 @@ def main() -> int:
     who.add_argument("--bundle", help="bundle to run (default: the default bundle, as edgesam live uses)")
     who.add_argument("--oracle", action="store_true", help="answer from the ground truth (a perfect model)")
     p.add_argument("--backend", help="engine for the bundle (default: its best installed one)")
-    p.add_argument("--seeds", default="0-7", help="scene seeds: 0-7, or 0,3,5 (default 0-7)")
+    p.add_argument("--seeds", default="0-9", help="scene seeds: 0-9, or 0,3,5 (default 0-9)")
+    p.add_argument("--scene", action="append", choices=("shapes", "photo"),
+                   help="scene family (repeatable; default both)")
+    p.add_argument("--delay", type=float, action="append",
+                   help="seconds per encoding (repeatable; default 0.3 and 0.1)")
     p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--every", type=int, default=3, help="encode every N-th frame (default 3)")
-    p.add_argument("--lag", type=int, default=3, help="frames between encoding a frame and using its answer (default 3)")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--every", type=int, help="encode every N-th frame (instead of --delay)")
+    p.add_argument("--lag", type=int, help="frames between encoding a frame and using its answer (default --every)")
     p.add_argument("--size", default="640x480")
     p.add_argument("--objects", type=int, default=3)
     p.add_argument("--reprompt-points", type=int, help="as edgesam live (default: the bundle's)")
@@ -90,8 +126,10 @@ def main() -> int:
     p.add_argument("--max-growth", type=float, help="Tracker(max_growth=...) (default: the tracker's)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
-    if args.frames < 1 or args.every < 1 or args.lag < 0:
+    if args.frames < 1 or (args.every is not None and args.every < 1) or (args.lag is not None and args.lag < 0):
         p.error("--frames and --every must be >= 1, --lag >= 0")
+    if any(d < 0 for d in args.delay or []):
+        p.error("--delay must be >= 0")
     from edgesam_edge.commands.live import reprompt_negatives, reprompt_points
     from edgesam_edge.sysinfo import device_info
 
@@ -114,25 +152,39 @@ def main() -> int:
         options["max_growth"] = args.max_growth
     w, h = (int(v) for v in args.size.lower().split("x"))
     t0 = time.perf_counter()
-    runs = []
-    for seed in parse_seeds(args.seeds):
-        r = replay(predictor, seed, args.frames, args.every, args.lag, (w, h), args.objects, options, args.oracle)
-        runs.append(r)
-        print(f"seed {seed:3d}: J {r['mean']:.3f}  per object {r['J']}  lost object-frames {r['lost_object_frames']}",
-              flush=True)
-    means = [r["mean"] for r in runs]
+    results = []
+    ok = True
+    for family in args.scene or ["shapes", "photo"]:
+        for label, delay, every, lag in settings(args):
+            runs = []
+            for seed in parse_seeds(args.seeds):
+                r = replay(predictor, seed, args.frames, every, lag, (w, h), args.objects, options, args.oracle,
+                           family, args.fps)
+                runs.append(r)
+                print(f"{family} {label} seed {seed:3d}: J {r['mean']:.3f}  per object {r['J']}  "
+                      f"occluded/lost object-frames {r['occluded_object_frames']}/{r['lost_object_frames']}", flush=True)
+            s = summarize(runs)
+            target = ORACLE_TARGETS.get(round(delay, 3)) if args.oracle and delay == delay else None
+            if target is not None:
+                s["target"] = target
+                s["pass"] = s["J_mean"] >= target["mean"] and s["J_worst"] >= target.get("worst", 0.0)
+                ok &= s["pass"]
+            results.append({"scene": family, "setting": label, "delay_s": None if delay != delay else delay,
+                            "every": every, "lag": lag, **s, "runs": runs})
+            print(f"== {family}, {label}: J mean {s['J_mean']:.3f}, median {s['J_median']:.3f}, worst {s['J_worst']:.3f} "
+                  f"(seed {s['worst_seed']}) over {s['seeds']} seeds"
+                  + ("" if target is None else f" (target {target}: {'PASS' if s['pass'] else 'FAIL'})"), flush=True)
     out = {
         "model": "oracle" if args.oracle else str(getattr(getattr(predictor, "bundle", None), "root", "")),
-        "tracker": options, "every": args.every, "lag": args.lag, "frames": args.frames,
-        "size": args.size, "objects": args.objects,
-        "J_mean": round(float(np.mean(means)), 4), "J_median": round(float(np.median(means)), 4),
-        "runs": runs, "seconds": round(time.perf_counter() - t0, 1), "device": device_info(),
+        "tracker": options, "frames": args.frames, "fps": args.fps, "size": args.size, "objects": args.objects,
+        "results": results, "seconds": round(time.perf_counter() - t0, 1), "device": device_info(),
     }
-    print(f"J over {len(runs)} scenes: mean {out['J_mean']:.3f}, median {out['J_median']:.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-    return 0
+    print("\n| scene | setting | J mean | J median | worst seed (J) |\n|---|---|---:|---:|---|")
+    for r in results:
+        print(f"| {r['scene']} | {r['setting']} | {r['J_mean']:.3f} | {r['J_median']:.3f} | "
+              f"{r['worst_seed']} ({r['J_worst']:.3f}) |")
+    write_json(args.json, out)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ backward, to reject bad tracks), then per object a robust similarity fit
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 __all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "IDENTITY",
-           "mask_box", "interior_points"]
+           "mask_box", "interior_points", "follow"]
 
 #: 2x3 identity transform.
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
@@ -144,4 +144,47 @@ def interior_points(mask: np.ndarray, max_points: int = 2) -> List[Tuple[float, 
         best = max(best, val)
         out.append((float(loc[0] - 1 + x0), float(loc[1] - 1 + y0)))
         cv2.circle(dist, loc, int(max(3, 2.0 * val)), 0, -1)  # next point away from this one
+    return out
+
+
+def follow(masks: Dict[int, np.ndarray], grays: List[np.ndarray], hop: int = 1) -> Dict[int, List[np.ndarray]]:
+    """Track masks of ``grays[0]`` through the frames ``grays[1:]`` (HxW uint8 grey images, in order).
+
+    Args:
+        masks: {key: ``(H, W)`` bool mask in ``grays[0]``}.
+        grays: the frames, oldest first.
+
+    Returns:
+        {key: one 2x3 transform per step (``len(grays) - 1``)}: the motion of each mask's features from
+        frame to frame, found again from fresh features of that mask (one LK pass per step for all
+        masks). The tracker carries a late answer this way, rather than by the motion its older mask
+        had (which may have been off the object) or none (a hidden object).
+    """
+    keys = list(masks)
+    pts: Dict[int, np.ndarray] = {}
+    for k in keys:
+        box = mask_box(masks[k])
+        pts[k] = features_in(grays[0], masks[k], box) if box is not None else np.zeros((0, 2), np.float32)
+    out: Dict[int, List[np.ndarray]] = {k: [] for k in keys}
+    stops = list(range(0, len(grays) - 1, max(1, int(hop)))) + [len(grays) - 1]
+    for i0, i1 in zip(stops[:-1], stops[1:]):
+        prev, cur = grays[i0], grays[i1]
+        for k in keys:  # a hop of several frames: its motion on the last of them
+            out[k].extend(IDENTITY.copy() for _ in range(i1 - i0 - 1))
+        live = [k for k in keys if len(pts[k])]
+        for k in keys:
+            if not len(pts[k]):
+                out[k].append(IDENTITY.copy())
+        if not live:
+            continue
+        p0 = np.concatenate([pts[k] for k in live])
+        p1, ok = track_points(prev, cur, p0)
+        start = 0
+        for k in live:
+            n = len(pts[k])
+            sel = ok[start : start + n]
+            m, _ = fit_motion(p0[start : start + n][sel], p1[start : start + n][sel])
+            out[k].append(m)
+            pts[k] = p1[start : start + n][sel]
+            start += n
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from . import flow
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Geometry", "geometry_from_mask", "exclusive_masks", "mostly_inside", "warp_box", "choose_answer"]
+__all__ = ["Geometry", "geometry_from_mask", "exclusive_masks", "mostly_inside", "warp_box", "choose_answer",
+           "limit_growth"]
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Geometry:
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # user points, frame pixels
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     box: Optional[np.ndarray] = None  # user box (pending objects) in frame pixels
+    predicted: Optional[np.ndarray] = None  # a hidden object's whole box, as its motion model predicts it
 
     def full_mask(self, shape: Tuple[int, int]) -> np.ndarray:
         """The mask in a frame of ``shape`` (H, W): ``(H, W)`` bool."""
@@ -57,13 +59,15 @@ def geometry_from_mask(mask: np.ndarray, points: np.ndarray, labels: np.ndarray,
 
 
 def exclusive_masks(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, Geometry],
-                    shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
+                    shape: Tuple[int, int], front: Optional[Callable[[int, int], Optional[int]]] = None
+                    ) -> Dict[int, Tuple[np.ndarray, float]]:
     """Make decoded masks (at the embedding's frame) disjoint; {id: (mask, score)} -> the same, new masks.
 
-    Where two answers overlap, the object whose own mask at that frame covered more of the overlap
-    keeps it; when both covered it about as much, the object with the smaller answer keeps it (a
-    box round an object in front usually swallows that object too). An object whose prompt landed
-    on an occluder is left with little and is lost by the tracker (collapse).
+    Where two answers overlap, the object known to be in front (``front(a, b)``: the id in front, or
+    None when not known) keeps it; else the object whose own mask at that frame covered more of the
+    overlap; when both covered it about as much, the object with the smaller answer (a box round an
+    object in front usually swallows that object too). An object whose prompt landed on an occluder
+    is left with little and is hidden by the tracker (collapse).
     """
     ids = [i for i in results if results[i][0].any()]
     masks = {i: np.asarray(results[i][0], bool) for i in ids}  # replaced, never changed in place
@@ -82,7 +86,10 @@ def exclusive_masks(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict
                 continue
             own_a = np.count_nonzero(overlap & prior(a)) / n
             own_b = np.count_nonzero(overlap & prior(b)) / n
-            if abs(own_a - own_b) > 0.2:
+            known = front(a, b) if front is not None else None
+            if known is not None:
+                loser = b if known == a else a
+            elif abs(own_a - own_b) > 0.2:
                 loser = b if own_a > own_b else a
             else:
                 loser = a if np.count_nonzero(masks[a]) > np.count_nonzero(masks[b]) else b
@@ -126,3 +133,24 @@ def choose_answer(masks: np.ndarray, scores: np.ndarray, prior: Optional[np.ndar
         if val > best_val:
             best, best_val = i, val
     return masks[best].astype(bool), float(scores[best])
+
+
+def limit_growth(results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, Geometry], peaks: Dict[int, float],
+                 shape: Tuple[int, int], max_growth: float, peak_share: float) -> Dict[int, Tuple[np.ndarray, float]]:
+    """Cut each fully seen object's answer to its box at the embedding's frame, widened by ``max_growth``
+    of its size per side (+4 px). Fully seen: its mask there is at least ``peak_share`` of ``peaks[id]``
+    (its recent peak area); a partly hidden object may grow back at once."""
+    out = dict(results)
+    for oid, (mask, score) in results.items():
+        prior = snapshot[oid]
+        if prior.crop is None or prior.area < peak_share * peaks.get(oid, 0.0):
+            continue
+        h, w = prior.crop.shape
+        x0, y0 = prior.origin
+        dx, dy = max_growth * w + 4, max_growth * h + 4
+        ya, yb = max(0, int(y0 - dy)), min(shape[0], int(np.ceil(y0 + h + dy)))
+        xa, xb = max(0, int(x0 - dx)), min(shape[1], int(np.ceil(x0 + w + dx)))
+        cut = np.zeros_like(mask)
+        cut[ya:yb, xa:xb] = mask[ya:yb, xa:xb]
+        out[oid] = (cut, score)
+    return out

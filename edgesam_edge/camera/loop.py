@@ -37,7 +37,7 @@ from .sink_base import Sink, UserEvent
 from .sink_group import SinkGroup
 from .sink_runner import DEFAULT_QUEUE_SIZE
 from .source import Source
-from .tracker import LOST, Box, Track, Tracker
+from .tracker import LOST, OCCLUDED, Box, Track, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class _Stats:
     track_ms: List[float] = field(default_factory=list)
     iou: Dict[int, List[float]] = field(default_factory=dict)  # gt id -> per-frame IoU
     lost_frames: int = 0
+    occluded_frames: int = 0
     render: List[float] = field(default_factory=list)  # seconds per overlay rendered (writer threads)
     handoff: List[float] = field(default_factory=list)  # seconds the display thread spent handing over
     display_cpu: List[float] = field(default_factory=list)  # CPU seconds of the display thread per frame
@@ -266,6 +267,7 @@ class LiveLoop:
             if w is not None and w.last_frame is not None:
                 st.mask_age.append(shown - w.last_frame.timestamp)
         st.lost_frames += sum(1 for t in tracks if t.state == LOST)
+        st.occluded_frames += sum(1 for t in tracks if t.state == OCCLUDED)
         if frame.gt is None:
             return
         for t in tracks:
@@ -304,6 +306,8 @@ class LiveLoop:
             "decoder_calls": int(self.tracker.decoder_calls),
             "objects": len(self.tracker),
             "lost_object_frames": st.lost_frames,
+            "occluded_object_frames": st.occluded_frames,
+            "reacquired": int(getattr(self.tracker, "reacquired", 0)),
             "render_ms": {"p50": percentile_ms(st.render, 50), "p90": percentile_ms(st.render, 90)},
             "handoff_ms": {"p50": percentile_ms(st.handoff, 50), "p90": percentile_ms(st.handoff, 90)},
             "display_cpu_ms": {"p50": percentile_ms(st.display_cpu, 50), "p90": percentile_ms(st.display_cpu, 90)},

@@ -21,7 +21,9 @@ class PredictorLike(Protocol):
     ``encode`` runs in the loop's encoder thread while ``predict`` runs in whichever thread calls
     :meth:`Tracker.refine`, each with an explicit embedding, so both must be safe to call
     concurrently. The loop also reports a ``backend_name`` str attribute when there is one
-    (read with ``getattr``; not required).
+    (read with ``getattr``; not required). The tracker keeps every prompt within a decoder's
+    token limit when there is one: ``max_points`` on the predictor or on its ``decoder`` (a
+    TensorRT engine's profile; optional, see :func:`edgesam_edge.camera.prompting.token_limit`).
     """
 
     def encode(self, image: np.ndarray) -> Any:

@@ -146,6 +146,20 @@ def _object_texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return rgb
 
 
+def check_scene_args(width: int, height: int, objects: int, fps: float) -> None:
+    """Refuse a synthetic scene's size (32..8192 per side), object count (0..32) or fps (positive, finite).
+
+    Raises:
+        SourceError: one line naming the value and the range expected.
+    """
+    if width < 32 or height < 32 or width > 8192 or height > 8192:
+        raise SourceError(f"synthetic size {width}x{height} is outside 32x32 .. 8192x8192")
+    if not 0 <= int(objects) <= 32:
+        raise SourceError(f"synthetic objects={objects} is not between 0 and 32")
+    if not (fps > 0 and math.isfinite(fps)):
+        raise SourceError(f"synthetic fps={fps} is not a positive number")
+
+
 class SyntheticScene:
     """A deterministic scene: ``render(i)`` gives frame i and its per-object visible masks.
 
@@ -159,12 +173,7 @@ class SyntheticScene:
 
     def __init__(self, width: int = 640, height: int = 480, objects: int = 3, seed: int = 0,
                  motion: Union[str, float] = "medium", fps: float = 30.0) -> None:
-        if width < 32 or height < 32 or width > 8192 or height > 8192:
-            raise SourceError(f"synthetic size {width}x{height} is outside 32x32 .. 8192x8192")
-        if not 0 <= int(objects) <= 32:
-            raise SourceError(f"synthetic objects={objects} is not between 0 and 32")
-        if not (fps > 0 and math.isfinite(fps)):
-            raise SourceError(f"synthetic fps={fps} is not a positive number")
+        check_scene_args(width, height, objects, fps)
         self.width, self.height = int(width), int(height)
         self.fps = float(fps)
         self.seed = int(seed)

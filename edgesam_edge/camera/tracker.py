@@ -3,22 +3,32 @@
 Between two encodings each object's mask is carried forward with sparse optical
 flow (:mod:`edgesam_edge.camera.flow`). When an embedding arrives, computed on
 an earlier frame ``f``, each object's mask *at frame f* (the tracker keeps a
-short per-frame history) gives its new prompt: the mask's box, positive points
-deep inside it, negative points on other objects overlapping the box, plus any
-user points. All objects go through one batched decoder call; each result is
-warped from ``f`` to the current frame with the motion recorded since.
+short per-frame history) gives its new prompt (:func:`~edgesam_edge.camera.prompting.prompt_for`):
+the mask's box, positive points deep inside it, negative points on other objects
+overlapping the box, plus any user points, within the decoder's token limit. All
+objects go through one batched decoder call. Each answer is carried from ``f`` to
+the current frame by tracking its own features through the frames since (the
+tracker keeps the last ``frame_memory`` frames), so an object that moved or turned
+a lot meanwhile comes out where it is now.
 
-Two rules keep an imperfect model from drifting (a re-prompt is built from the
-previous answer, so errors feed back):
+Rules keep an imperfect model from drifting (a re-prompt is built from the
+previous answer, so errors feed back): answers are made exclusive where they
+overlap (:func:`~edgesam_edge.camera.geometry.exclusive_masks`), a fully seen
+object grows by at most ``max_growth`` per re-prompt, and an answer that is
+another object (by its pixels or its colours) hides the object instead.
 
-- masks are exclusive: where two objects' answers overlap, the object whose own
-  mask at ``f`` covered the overlap keeps it (on a tie, the smaller answer, as a
-  box around an object in front tends to swallow it); an object left with too
-  little is occluded and lost until it shows up again;
-- an object seen at its full size (its mask is at least ``PEAK_SHARE`` of its
-  recent peak area) cannot grow in one re-prompt beyond its box at ``f`` widened
-  by ``max_growth`` of its size per side. A partly hidden object, coming out from
-  behind another, may grow freely.
+Objects are carried through occlusion: each has a motion model
+(:mod:`~edgesam_edge.camera.motion`; its whole box, moved by its flow while seen and
+on at its velocity while hidden) and an appearance model
+(:mod:`~edgesam_edge.camera.appearance`). The tracker learns which object is in front
+of which (:mod:`~edgesam_edge.camera.depth`) and cuts the carried mask of the one
+behind. A hidden object is looked for on every new embedding, at its predicted box
+and by appearance anywhere in the frame, and comes back under its id only when the
+answer passes the checks of :mod:`~edgesam_edge.camera.reacquire`.
+
+States (:attr:`Track.state`, also in the JSONL output), see :mod:`~edgesam_edge.camera.objects`:
+``pending``, ``tracked``, ``occluded`` (predicted, not seen, for at most
+``occlusion_frames``) and ``lost`` (not found for longer; still looked for by appearance).
 
 Use it synchronously::
 
@@ -38,7 +48,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -48,23 +57,26 @@ import numpy as np
 
 from ..errors import EdgeSamError, InvalidPrompt
 from . import flow
+from .appearance import thumbnail
+from .depth import DepthOrder
 from .frame import Frame
-from .geometry import Geometry, choose_answer, exclusive_masks, geometry_from_mask, mostly_inside, warp_box
+from .geometry import warp_box
+from .objects import LOST, MAX_USER_POINTS, OCCLUDED, PEAK_SHARE, PENDING, STATES, TRACKED
+from .objects import TrackedObject as _Object
+from .prompting import check_inside, check_prompt
 from .protocols import PredictorLike
+from .refining import Refiner
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Track", "Tracker", "TRACKED", "LOST", "PENDING"]
+__all__ = ["Track", "Tracker", "TRACKED", "OCCLUDED", "LOST", "PENDING", "STATES"]
 
-TRACKED, LOST, PENDING = "tracked", "lost", "pending"
 #: Positive points a re-prompt adds to the object's box by default.
 DEFAULT_MAX_POINTS = 2
 #: Box margin (fraction of the box's size, per side) a fully seen object may grow by in one re-prompt.
 DEFAULT_MAX_GROWTH = 0.1
-#: An object whose mask is at least this share of its recent peak area counts as fully seen.
-PEAK_SHARE = 0.6
-#: Per accepted mask, the remembered peak area decays by this factor (about 0.7 a second at 12 embeddings/s).
-PEAK_DECAY = 0.97
+#: Frames an object stays ``occluded`` (predicted) before it is ``lost`` (4 s at 30 FPS).
+DEFAULT_OCCLUSION_FRAMES = 120
 Box = Tuple[float, float, float, float]
 
 
@@ -73,11 +85,12 @@ class Track:
     """One object in one frame.
 
     Attributes:
-        id: object id (from :meth:`Tracker.add`).
-        mask: HxW bool (all False when lost or not decoded yet).
-        box: (x0, y0, x1, y1) pixels of the mask, exclusive ends; None when the mask is empty.
+        id: object id (from :meth:`Tracker.add`); an object found again after being hidden keeps it.
+        mask: HxW bool, what is visible of the object (all False unless ``state`` is "tracked").
+        box: (x0, y0, x1, y1) pixels: of the mask (exclusive ends) when tracked; the predicted whole
+            box when occluded (None once that is outside the frame); None when lost or pending.
         score: the decoder's score of the last accepted mask (0 before the first).
-        state: "tracked", "lost", or "pending" (prompt given, first embedding not decoded yet).
+        state: "tracked", "occluded", "lost" or "pending" (see the module docstring).
         age: frames since the mask was last decoded (flow-only frames), -1 before the first decode.
     """
 
@@ -89,45 +102,35 @@ class Track:
     age: int = -1
 
 
-class _Object:
-    def __init__(self, obj_id: int, points: np.ndarray, labels: np.ndarray, box: Optional[np.ndarray]) -> None:
-        self.id = obj_id
-        self.state = PENDING
-        self.mask: Optional[np.ndarray] = None
-        self.score = 0.0
-        self.points = points  # user points (propagated with the object)
-        self.labels = labels
-        self.box = box  # user box, until the first decode
-        self.history: "OrderedDict[int, Geometry]" = OrderedDict()
-        self.motion: "OrderedDict[int, np.ndarray]" = OrderedDict()  # index -> transform from previous step
-        self.added_at: Optional[int] = None
-        self.decoded_at: Optional[int] = None  # frame index of the last accepted decode
-        self.good_area = 0  # area of the last accepted mask
-        self.peak_area = 0.0  # recent peak of the accepted areas (decays by PEAK_DECAY per accept)
-        self.last_good: Optional[Geometry] = None  # re-acquisition prompt when lost
-
-
-class Tracker:
+class Tracker(Refiner):
     """Track prompted objects frame to frame with flow and periodic re-prompting.
 
     Args:
         predictor: the model (:class:`~edgesam_edge.camera.protocols.PredictorLike`:
             ``edgesam_edge.predictor.Predictor``, or the ground-truth oracle in tests and benchmarks).
         history: frames of motion kept per object (how old an embedding may be and still be used).
-        min_score: decoded masks scoring below this make the object lost.
+        min_score: decoded masks scoring below this are not the object.
         min_area: masks smaller than this many pixels, or than ``collapse`` times the area the
-            object had, make it lost.
+            object had, mean the object is hidden.
         collapse: see ``min_area``.
         max_points: positive points per object in re-prompts, besides its box (0: the box alone,
             for a model trained on boxes or points but never both, like the packaged demo checkpoint).
         negatives: re-prompts also carry a negative point on another object overlapping the box.
         max_growth: box margin, as a fraction of its size per side, a fully seen object's mask may
             grow by in one re-prompt (0: no limit). See the module docstring.
+        occlusion_frames: frames a hidden object is predicted (``occluded``) before it is ``lost``.
+        frame_memory: recent frames kept (grey and a thumbnail) to carry late answers and look for
+            hidden objects; an embedding older than that is carried by the recorded motion instead
+            and finds no hidden object.
+        searches: candidate boxes from the appearance search per lost object and embedding (an
+            occluded one gets one, besides its predicted box).
+        max_candidates: most candidate prompts for hidden objects per embedding (all objects).
     """
 
     def __init__(self, predictor: PredictorLike, history: int = 150, min_score: float = 0.5, min_area: int = 24,
                  collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True,
-                 max_growth: float = DEFAULT_MAX_GROWTH) -> None:
+                 max_growth: float = DEFAULT_MAX_GROWTH, occlusion_frames: int = DEFAULT_OCCLUSION_FRAMES,
+                 frame_memory: int = 48, searches: int = 2, max_candidates: int = 8) -> None:
         self.predictor: PredictorLike = predictor
         self.history = int(history)
         self.min_score = float(min_score)
@@ -141,6 +144,14 @@ class Tracker:
             raise EdgeSamError(f"max_growth {max_growth!r} is not a number >= 0") from None
         if not self.max_growth >= 0:  # also NaN
             raise EdgeSamError(f"max_growth {max_growth!r} is not a number >= 0")
+        for name, value, low in (("occlusion_frames", occlusion_frames, 0), ("frame_memory", frame_memory, 2),
+                                 ("searches", searches, 0), ("max_candidates", max_candidates, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise EdgeSamError(f"{name} {value!r} is not a whole number >= {low}")
+        self.occlusion_frames = int(occlusion_frames)
+        self.frame_memory = int(frame_memory)
+        self.searches = int(searches)
+        self.max_candidates = int(max_candidates)
         self._lock = threading.RLock()
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._ids = itertools.count(1)
@@ -148,10 +159,13 @@ class Tracker:
         self._shape: Optional[Tuple[int, int]] = None
         self._prev_gray: Optional[np.ndarray] = None
         self._last_image: Optional[np.ndarray] = None
-        #: counters: decoder calls, refines applied, refines skipped (embedding too old)
+        self._frames: "OrderedDict[int, Tuple[np.ndarray, np.ndarray]]" = OrderedDict()  # index -> (grey, thumb)
+        self._depth = DepthOrder()
+        #: counters: decoder calls, refines applied, refines skipped (embedding too old), objects found again
         self.decoder_calls = 0
         self.refines = 0
         self.stale_refines = 0
+        self.reacquired = 0
         self.last_refine_ms = 0.0
 
     # -- objects ----------------------------------------------------------------------------
@@ -181,7 +195,7 @@ class Tracker:
         """Whether any object is waiting for (or can use) a new embedding."""
         return bool(self._objects)
 
-    #: The most objects :meth:`add` keeps (each costs full-frame masks per frame and a mask history);
+    #: The most objects :meth:`add` keeps (each costs full-frame masks per frame and a motion history);
     #: None for no cap. ``edgesam live --max-objects`` sets it per tracker.
     max_objects: Optional[int] = 32
 
@@ -210,8 +224,8 @@ class Tracker:
                 obj = self._objects.get(int(object_id))
                 if obj is None:
                     raise InvalidPrompt(f"object id {object_id} is not tracked (ids: {list(self._objects)})")
-                obj.points = np.concatenate([obj.points, pts]) if len(pts) else obj.points
-                obj.labels = np.concatenate([obj.labels, labs]) if len(labs) else obj.labels
+                obj.points = np.concatenate([obj.points, pts])[-MAX_USER_POINTS:] if len(pts) else obj.points
+                obj.labels = np.concatenate([obj.labels, labs])[-MAX_USER_POINTS:] if len(labs) else obj.labels
                 if bx is not None:
                     obj.box = bx
                 self._record(obj)
@@ -226,11 +240,13 @@ class Tracker:
         """Forget an object (no error if it is already gone)."""
         with self._lock:
             self._objects.pop(int(obj_id), None)
+            self._depth.forget(int(obj_id))
 
     def clear(self) -> None:
         """Forget every object."""
         with self._lock:
             self._objects.clear()
+            self._depth = DepthOrder()
 
     def object_at(self, x: float, y: float) -> Optional[int]:
         """Id of the topmost object whose current mask covers pixel (x, y), if any."""
@@ -242,42 +258,7 @@ class Tracker:
         return None
 
     def _check_prompt(self, points: Any, labels: Any, box: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        if points is None and box is None:
-            raise InvalidPrompt("no prompt: give points (with labels) or a box")
-        pts = np.zeros((0, 2))
-        labs = np.zeros(0, np.float32)
-        if points is not None:
-            try:
-                pts = np.asarray(points, np.float64).reshape(-1, 2)
-            except (TypeError, ValueError):
-                raise InvalidPrompt(f"points {points!r} are not (N, 2) x, y pixels") from None
-            labs = np.ones(len(pts), np.float32) if labels is None else np.asarray(labels, np.float32).reshape(-1)
-            if labs.shape != (len(pts),):
-                raise InvalidPrompt(f"labels {labels!r} do not match {len(pts)} points")
-            if not np.isin(labs, (0.0, 1.0)).all():
-                raise InvalidPrompt(f"labels {labs.tolist()} must be 1 (positive) or 0 (negative)")
-        bx = None
-        if box is not None:
-            try:
-                bx = np.asarray(box, np.float64).reshape(4)
-            except (TypeError, ValueError):
-                raise InvalidPrompt(f"box {box!r} is not x0, y0, x1, y1") from None
-            if bx[2] <= bx[0] or bx[3] <= bx[1]:
-                raise InvalidPrompt(f"box {bx.tolist()} is empty or has x1 <= x0 or y1 <= y0")
-        if not (np.isfinite(pts).all() and (bx is None or np.isfinite(bx).all())):
-            raise InvalidPrompt("prompt contains NaN or infinity")
-        if self._shape is not None:
-            self._check_inside(pts, bx, self._shape)
-        return pts, labs, bx
-
-    @staticmethod
-    def _check_inside(pts: np.ndarray, bx: Optional[np.ndarray], shape: Tuple[int, int]) -> None:
-        h, w = shape
-        allp = np.concatenate([pts, bx.reshape(2, 2)]) if bx is not None else pts
-        out = (allp[:, 0] < 0) | (allp[:, 0] > w) | (allp[:, 1] < 0) | (allp[:, 1] > h)
-        if out.any():
-            x, y = allp[out][0]
-            raise InvalidPrompt(f"prompt point ({x:g}, {y:g}) is outside the {w}x{h} frame")
+        return check_prompt(points, labels, box, self._shape)
 
     # -- per frame ----------------------------------------------------------------------------
     def step(self, frame: Union[Frame, np.ndarray], encode: bool = False) -> List[Track]:
@@ -305,6 +286,8 @@ class Tracker:
                     logger.info("frame size changed to %dx%d: objects reset to their prompts", gray.shape[1], gray.shape[0])
                     for obj in self._objects.values():
                         obj.mask, obj.state, obj.history, obj.motion = None, LOST, OrderedDict(), OrderedDict()
+                        obj.model = None
+                self._frames.clear()
                 self._shape = gray.shape
                 for obj in self._objects.values():
                     self._check_pending(obj)
@@ -316,6 +299,9 @@ class Tracker:
                 self._propagate(self._prev_gray, gray, index)
             self._prev_gray = gray
             self._last_image = image
+            self._frames[index] = (gray, thumbnail(image))
+            while len(self._frames) > self.frame_memory:
+                self._frames.popitem(last=False)
         if encode and self._objects:
             emb = self.predictor.encode(image)
             self.refine(emb, index)
@@ -323,7 +309,7 @@ class Tracker:
 
     def _check_pending(self, obj: _Object) -> None:
         if obj.state == PENDING and self._shape is not None:
-            self._check_inside(obj.points, obj.box, self._shape)
+            check_inside(obj.points, obj.box, self._shape)
 
     def tracks(self) -> List[Track]:
         """The objects in the current frame."""
@@ -332,25 +318,20 @@ class Tracker:
             out = []
             for obj in self._objects.values():
                 mask = obj.mask if obj.mask is not None else np.zeros(shape, bool)
-                b = flow.mask_box(mask) if obj.mask is not None else None
+                box: Optional[Box] = None
+                if obj.mask is not None:
+                    b = flow.mask_box(mask)
+                    box = None if b is None else (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+                elif obj.state == OCCLUDED and obj.model is not None:
+                    box = _inside(obj.model.box(), shape)
                 age = -1 if obj.decoded_at is None or self._index is None else self._index - obj.decoded_at
-                out.append(Track(obj.id, mask, None if b is None else tuple(float(v) for v in b),
-                                 float(obj.score), obj.state, age))
+                out.append(Track(obj.id, mask, box, float(obj.score), obj.state, age))
             return out
 
     def _record(self, obj: _Object) -> None:
         """Store the object's geometry at the current frame in its history."""
-        if self._index is None:
-            return
-        if obj.mask is not None:
-            g = geometry_from_mask(obj.mask, obj.points, obj.labels, obj.box)
-        else:
-            g = Geometry(points=obj.points, labels=obj.labels, box=obj.box)
-        obj.history[self._index] = g
-        while len(obj.history) > self.history:
-            obj.history.popitem(last=False)
-        while len(obj.motion) > self.history:
-            obj.motion.popitem(last=False)
+        if self._index is not None:
+            obj.record(self._index, self.history)
 
     def _propagate(self, prev_gray: np.ndarray, gray: np.ndarray, index: int) -> None:
         shape = self._shape
@@ -376,14 +357,37 @@ class Tracker:
             p0 = np.concatenate(all_pts)
             p1, ok = flow.track_points(prev_gray, gray, p0)
         self._index = index
+        before: Dict[int, np.ndarray] = {}
+        moved: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        motions: Dict[int, np.ndarray] = {}
         for obj, a, b in groups:
             m = flow.IDENTITY.copy()
-            if b > a:
+            if obj.state == OCCLUDED and obj.model is not None:
+                m = obj.model.coast(index)
+            elif b > a:
                 sel = ok[a:b]
                 m, _ = flow.fit_motion(p0[a:b][sel], p1[a:b][sel])
+                if obj.state == TRACKED and obj.mask is not None:
+                    before[obj.id], moved[obj.id], motions[obj.id] = obj.mask, (p0[a:b][sel], p1[a:b][sel]), m
             obj.motion[index] = m
-            self._apply_motion(obj, m, shape)
+            self._apply_motion(obj, m, index)
+        if len(moved) > 1:
+            self._depth.learn_from_flow(before, moved, motions)
+        self._cut_behind()
+        for obj in self._objects.values():
             self._record(obj)
+
+    def _cut_behind(self) -> None:
+        """Cut the masks of tracked objects by those of the objects known to be in front of them."""
+        masks = {oid: obj.mask for oid, obj in self._objects.items() if obj.state == TRACKED and obj.mask is not None}
+        if len(masks) < 2:
+            return
+        for oid in self._depth.cut(masks, list(masks)):
+            obj = self._objects[oid]
+            obj.mask = masks[oid]
+            area = int(np.count_nonzero(obj.mask))
+            if area < self.min_area:
+                obj.hide(f"area {area} px behind another object")
 
     @staticmethod
     def _prompt_region(obj: _Object, shape: Tuple[int, int]) -> Optional[np.ndarray]:
@@ -399,7 +403,7 @@ class Tracker:
                     cv2.circle(region, (int(round(x)), int(round(y))), max(8, min(h, w) // 20), 1, -1)
         return region.astype(bool) if region.any() else None
 
-    def _apply_motion(self, obj: _Object, m: np.ndarray, shape: Tuple[int, int]) -> None:
+    def _apply_motion(self, obj: _Object, m: np.ndarray, index: int) -> None:
         if len(obj.points):
             obj.points = flow.warp_points(obj.points, m)
         if obj.box is not None:
@@ -407,202 +411,19 @@ class Tracker:
         if obj.state == TRACKED and obj.mask is not None:
             obj.mask = flow.warp_mask(obj.mask, m)
             area = int(obj.mask.sum())
-            if area < self.min_area:  # flowed off the frame or shrank away
-                self._lose(obj, f"area {area} px after flow")
+            if obj.model is not None:
+                if area >= PEAK_SHARE * obj.peak_area:
+                    obj.model.follow(index, m)
+                else:  # partly hidden: what flow sees of it is a sliver
+                    obj.model.glide(index)
+            if area < self.min_area:  # flowed off the frame, or behind another object
+                obj.hide(f"area {area} px after flow")
+        elif obj.state == OCCLUDED and obj.model is not None and obj.model.unseen_for(index) > self.occlusion_frames:
+            obj.lose(f"not seen for {obj.model.unseen_for(index)} frames")
 
-    def _lose(self, obj: _Object, why: str) -> None:
-        if obj.state != LOST:
-            logger.debug("object %d lost: %s", obj.id, why)
-        obj.state = LOST
-        obj.mask = None
 
-    # -- re-prompting ---------------------------------------------------------------------------
-    def refine(self, embedding: Any, frame_index: int) -> int:
-        """Re-prompt every object on ``embedding``, the encoding of stepped frame ``frame_index``.
-
-        All objects with a box go through one batched decoder call (objects prompted by points
-        only, before their first mask, through a second one). Results are warped from
-        ``frame_index`` to the current frame. Objects added after ``frame_index`` wait for a newer
-        embedding. Returns the number of objects decoded.
-        """
-        t0 = time.perf_counter()
-        with self._lock:
-            shape = self._shape
-            if shape is None:
-                return 0
-            jobs = []
-            snapshot: Dict[int, Geometry] = {}
-            peaks: Dict[int, float] = {}
-            for obj in self._objects.values():
-                g = obj.history.get(int(frame_index))
-                if g is None:
-                    continue
-                snapshot[obj.id] = g
-                peaks[obj.id] = obj.peak_area
-                jobs.append((obj.id, obj.state, obj.last_good))
-            if not jobs:
-                if self._objects:
-                    self.stale_refines += 1
-                return 0
-        prompts = [self._prompt_for(oid, state, snapshot, last_good, shape) for oid, state, last_good in jobs]
-        boxed = [i for i, p in enumerate(prompts) if p is not None and p[2] is not None]
-        pointed = [i for i, p in enumerate(prompts) if p is not None and p[2] is None and len(p[0])]
-        results: Dict[int, Tuple[np.ndarray, float]] = {}
-        for group in (boxed, pointed):
-            if group:
-                results.update(self._decode([jobs[i][0] for i in group], [prompts[i] for i in group],
-                                            [snapshot[jobs[i][0]] for i in group], embedding, shape))
-        if self.max_growth > 0:
-            results = self._limit_growth(results, snapshot, peaks, shape)
-        results = exclusive_masks(results, snapshot, shape)
-        with self._lock:
-            for oid, (mask_f, score) in results.items():
-                obj = self._objects.get(oid)
-                if obj is None:
-                    continue
-                self._accept(obj, mask_f, score, int(frame_index), snapshot[oid])
-            self.refines += 1
-        self.last_refine_ms = 1e3 * (time.perf_counter() - t0)
-        return len(results)
-
-    def _prompt_for(self, oid: int, state: str, snapshot: Dict[int, Geometry], last_good: Optional[Geometry],
-                    shape: Tuple[int, int]) -> Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
-        """(points (N, 2), labels (N,), box (4,) or None) for one object at the embedding's frame."""
-        h, w = shape
-        g = snapshot[oid]
-        if state == LOST:
-            if last_good is None:
-                return None
-            g = last_good
-        pts: List[Tuple[float, float]] = []
-        labs: List[float] = []
-        box: Optional[np.ndarray] = None
-        if g.crop is not None and g.crop.any():
-            full = g.full_mask(shape)
-            b = flow.mask_box(full)
-            assert b is not None
-            box = np.array([b[0], b[1], b[2] - 1, b[3] - 1], np.float64)
-            for p in flow.interior_points(full, self.max_points):
-                pts.append(p)
-                labs.append(1.0)
-            # negatives: other objects covering part of this box
-            x0, y0, x1, y1 = b
-            for other_id, og in snapshot.items():
-                if not self.negatives or other_id == oid or og.crop is None:
-                    continue
-                ox, oy = og.origin
-                oh, ow = og.crop.shape
-                if ox >= x1 or oy >= y1 or ox + ow <= x0 or oy + oh <= y0:
-                    continue
-                other = og.full_mask(shape)
-                overlap = np.zeros(shape, bool)
-                overlap[y0:y1, x0:x1] = other[y0:y1, x0:x1] & ~full[y0:y1, x0:x1]
-                if overlap.sum() > 0.05 * (x1 - x0) * (y1 - y0):
-                    for p in flow.interior_points(overlap, 1):
-                        pts.append(p)
-                        labs.append(0.0)
-        elif g.box is not None:
-            box = np.asarray(g.box, np.float64).copy()
-        for (x, y), lab in zip(g.points, g.labels):
-            pts.append((float(x), float(y)))
-            labs.append(float(lab))
-        if box is None and not any(lab > 0 for lab in labs):
-            return None
-        p = np.asarray(pts, np.float64).reshape(-1, 2)
-        if len(p):
-            p[:, 0] = np.clip(p[:, 0], 0, w - 1)
-            p[:, 1] = np.clip(p[:, 1], 0, h - 1)
-        if box is not None:
-            box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
-            if box[2] <= box[0] or box[3] <= box[1]:
-                box = None
-        if box is None and not any(lab > 0 for lab in labs):
-            return None
-        return p, np.asarray(labs, np.float32), box
-
-    def _decode(self, ids: List[int], prompts: List[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]],
-                priors: List[Geometry], embedding: Any, shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
-        """One batched decoder call for K objects -> {id: (mask at the embedding's frame, score)}."""
-        k = len(ids)
-        n = max(1, max(len(p[0]) for p in prompts))
-        coords = np.zeros((k, n, 2), np.float64)
-        labels = np.full((k, n), -1.0, np.float32)
-        for i, (p, lab, _) in enumerate(prompts):
-            coords[i, : len(p)] = p
-            labels[i, : len(lab)] = lab
-        has_points = bool((labels >= 0).any())
-        boxes = None
-        if prompts[0][2] is not None:
-            boxes = np.stack([p[2] for p in prompts])
-        kwargs: Dict[str, Any] = {"num_multimask_outputs": 4, "embedding": embedding}
-        if has_points:
-            kwargs["point_coords"], kwargs["point_labels"] = coords, labels
-        if boxes is not None:
-            kwargs["box"] = boxes
-        masks, scores, _ = self.predictor.predict(**kwargs)
-        self.decoder_calls += 1
-        masks = np.asarray(masks)
-        scores = np.asarray(scores, np.float32)
-        if masks.ndim == 3:  # a predictor that dropped the K axis for K == 1
-            masks, scores = masks[None], scores[None]
-        out: Dict[int, Tuple[np.ndarray, float]] = {}
-        for i, oid in enumerate(ids):
-            prior = priors[i].full_mask(shape) if priors[i].crop is not None else None
-            mask, score = choose_answer(masks[i], scores[i], prior, boxes is not None)
-            if prior is not None and boxes is not None and not mostly_inside(mask, boxes[i]):
-                logger.debug("object %d: answer spills far out of its prompt box; keeping the flowed mask", oid)
-                continue  # a neighbour, not this object: keep the flowed mask until the next embedding
-            out[oid] = (mask, score)
-        return out
-
-    def _limit_growth(self, results: Dict[int, Tuple[np.ndarray, float]], snapshot: Dict[int, Geometry],
-                      peaks: Dict[int, float], shape: Tuple[int, int]) -> Dict[int, Tuple[np.ndarray, float]]:
-        """Cut each fully seen object's answer to its box at the embedding's frame, widened by ``max_growth``."""
-        out = dict(results)
-        for oid, (mask, score) in results.items():
-            prior = snapshot[oid]
-            if prior.crop is None or prior.area < PEAK_SHARE * peaks.get(oid, 0.0):
-                continue  # no mask yet, or partly hidden: it may grow back
-            h, w = prior.crop.shape
-            x0, y0 = prior.origin
-            dx, dy = self.max_growth * w + 4, self.max_growth * h + 4
-            ya, yb = max(0, int(y0 - dy)), min(shape[0], int(np.ceil(y0 + h + dy)))
-            xa, xb = max(0, int(x0 - dx)), min(shape[1], int(np.ceil(x0 + w + dx)))
-            cut = np.zeros_like(mask)
-            cut[ya:yb, xa:xb] = mask[ya:yb, xa:xb]
-            out[oid] = (cut, score)
-        return out
-
-    def _accept(self, obj: _Object, mask_f: np.ndarray, score: float, f: int, prior: Geometry) -> None:
-        """Take a decoded mask of frame ``f`` (or lose the object), warped to the current frame."""
-        area = int(mask_f.sum())
-        ref = prior.area if obj.state == TRACKED else obj.good_area
-        if score < self.min_score or area < self.min_area or (ref and area < self.collapse * ref):
-            if obj.state == PENDING and obj.last_good is None:
-                obj.last_good = Geometry(points=prior.points, labels=prior.labels, box=prior.box)
-            self._lose(obj, f"score {score:.2f}, area {area} px (was {ref})")
-            return
-        if obj.state == LOST and obj.good_area and area > obj.good_area / self.collapse:
-            return  # a much bigger blob where the object was: not it
-        # warp from frame f to now
-        m = flow.IDENTITY.copy()
-        for idx, step_m in obj.motion.items():
-            if idx > f:
-                m = flow.compose(m, step_m)
-        mask_now = flow.warp_mask(mask_f, m) if obj.state != LOST else mask_f
-        if int(mask_now.sum()) < self.min_area:
-            self._lose(obj, "left the frame")
-            return
-        if obj.state != TRACKED:
-            logger.debug("object %d %s", obj.id, "re-acquired" if obj.state == LOST else "acquired")
-        obj.mask = mask_now
-        obj.state = TRACKED
-        obj.score = float(score)
-        obj.decoded_at = f
-        obj.box = None  # the mask is the prompt from now on; so are its positive points
-        keep = obj.labels == 0
-        obj.points, obj.labels = obj.points[keep], obj.labels[keep]
-        obj.good_area = int(mask_now.sum())
-        obj.peak_area = max(float(obj.good_area), PEAK_DECAY * obj.peak_area)
-        obj.last_good = geometry_from_mask(mask_now, np.zeros((0, 2)), np.zeros(0, np.float32))
-        self._record(obj)
+def _inside(box: Box, shape: Tuple[int, int]) -> Optional[Box]:
+    """``box`` clipped to a frame of ``shape`` (H, W), or None when it lies outside."""
+    h, w = shape
+    x0, y0, x1, y1 = max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None

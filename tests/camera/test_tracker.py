@@ -5,7 +5,7 @@ from edgesam_edge.camera.flow import mask_box
 from edgesam_edge.camera.oracle import GroundTruthOracle
 from edgesam_edge.camera.frame import Frame
 from edgesam_edge.camera.synthetic import SyntheticScene
-from edgesam_edge.camera.tracker import LOST, PENDING, TRACKED, Tracker
+from edgesam_edge.camera.tracker import OCCLUDED, PENDING, TRACKED, Tracker
 from edgesam_edge.errors import EdgeSamError, InvalidPrompt
 
 
@@ -139,7 +139,7 @@ def test_all_objects_in_one_decoder_call():
         assert iou(t.mask, clip.frame(5).gt[t.id]) > 0.95
 
 
-def test_lost_when_the_object_vanishes_and_reacquired_when_it_returns():
+def test_occluded_when_the_object_vanishes_and_found_again_when_it_returns():
     clip = Clip(motion="slow", hide={(8, 20): [2]})
     tracker = start(clip)
     for i in range(1, 30):
@@ -148,16 +148,20 @@ def test_lost_when_the_object_vanishes_and_reacquired_when_it_returns():
             tracker.refine(clip.oracle.encode(clip.frame(i).image), i)
             states = {t.id: t.state for t in tracker.tracks()}
             if i == 10:
-                assert states == {1: TRACKED, 2: LOST, 3: TRACKED}
-                lost = [t for t in tracker.tracks() if t.id == 2][0]
-                assert not lost.mask.any() and lost.box is None
+                assert states == {1: TRACKED, 2: OCCLUDED, 3: TRACKED}
+                hidden = [t for t in tracker.tracks() if t.id == 2][0]
+                assert not hidden.mask.any()
+                # its box is where its motion model puts it: about where it was last seen
+                x0, y0, x1, y1 = mask_box(clip.frame(10).gt[2] | clip.frame(7).gt[2])
+                bx0, by0, bx1, by1 = hidden.box
+                assert bx0 < x1 and x0 < bx1 and by0 < y1 and y0 < by1
             else:
                 assert states == {1: TRACKED, 2: TRACKED, 3: TRACKED}
     t2 = [t for t in tracker.tracks() if t.id == 2][0]
     assert iou(t2.mask, clip.frame(29).gt[2]) > 0.8
 
 
-def test_lost_when_score_collapses():
+def test_occluded_when_score_collapses():
     clip = Clip(objects=1)
     tracker = start(clip)
     tracker.step(clip.frame(1))
@@ -169,7 +173,8 @@ def test_lost_when_score_collapses():
 
     clip.oracle.predict = low_score
     tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
-    assert tracker.tracks()[0].state == LOST
+    t = tracker.tracks()[0]
+    assert t.state == OCCLUDED and not t.mask.any()
 
 
 def test_points_only_object_and_waiting_for_a_newer_embedding():
@@ -269,14 +274,14 @@ def test_an_answer_that_swallows_a_neighbour_is_cut_back_to_the_object():
     assert iou(t1.mask, gt[1]) > 0.95 and iou(t2.mask, gt[2]) > 0.95
 
 
-def test_an_answer_that_is_the_neighbour_loses_the_object():
+def test_an_answer_that_is_the_neighbour_hides_the_object():
     clip = two_touching_objects()
     tracker = start(clip)
     answer_with(clip, lambda k, gt: gt[2])  # object 1 is hidden: its prompt lands on object 2
     tracker.step(clip.frame(1))
     tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
     t1, t2 = tracker.tracks()
-    assert t1.state == LOST and t2.state == TRACKED
+    assert t1.state == OCCLUDED and not t1.mask.any() and t2.state == TRACKED
     assert iou(t2.mask, clip.frame(1).gt[2]) > 0.95
 
 

@@ -1,0 +1,153 @@
+"""What an object looks like, to find it again: a colour histogram kept from its last good masks.
+
+Everything works on a *thumbnail* of the frame (HSV, a quarter of the width and
+height, :func:`thumbnail`), so a search costs well under a millisecond:
+
+- :class:`Appearance` keeps a hue x saturation x value histogram of an object,
+  averaged over its recent masks seen at full size;
+- :meth:`Appearance.similarity` says how much a mask's pixels look like it
+  (the Bhattacharyya coefficient of the two histograms, 1 = identical);
+- :func:`search` back-projects the histogram (against the whole frame's, so
+  colours common everywhere count little) and returns the boxes of the
+  best-matching blobs, outside the areas ``exclude`` (other objects' masks):
+  candidate prompts for the decoder.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = ["Appearance", "thumbnail", "shrink_mask", "search", "SCALE", "MIN_PIXELS"]
+
+#: Thumbnail size: 1 / SCALE of the frame's width and height.
+SCALE = 4
+#: Masks with fewer thumbnail pixels than this have no reliable histogram.
+MIN_PIXELS = 24
+_BINS = (16, 8, 4)  # hue, saturation, value
+_NBINS = _BINS[0] * _BINS[1] * _BINS[2]
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 RGB frame -> its ``(ceil(H/4), ceil(W/4), 3)`` uint8 HSV thumbnail."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, ((w + SCALE - 1) // SCALE, (h + SCALE - 1) // SCALE), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+
+
+def shrink_mask(mask: np.ndarray, thumb_shape: Tuple[int, ...]) -> np.ndarray:
+    """An ``(H, W)`` bool frame mask -> ``thumb_shape[:2]`` uint8 mask (255 where mostly covered)."""
+    th, tw = thumb_shape[:2]
+    small = cv2.resize(mask.astype(np.uint8) * 255, (tw, th), interpolation=cv2.INTER_AREA)
+    return np.where(small > 127, 255, 0).astype(np.uint8)
+
+
+def _bins(thumb: np.ndarray) -> np.ndarray:
+    """Each thumbnail pixel's histogram bin, ``(h, w)`` int (hue x saturation x value, flattened)."""
+    hsv = thumb.astype(np.int32)
+    return ((hsv[..., 0] * _BINS[0] // 180).clip(0, _BINS[0] - 1) * (_BINS[1] * _BINS[2])
+            + (hsv[..., 1] * _BINS[1] // 256) * _BINS[2] + hsv[..., 2] * _BINS[2] // 256)
+
+
+def _counts(thumb: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
+    idx = _bins(thumb)
+    sel = idx if mask is None else idx[mask > 0]
+    return np.bincount(sel.ravel(), minlength=_NBINS).astype(np.float64)
+
+
+def _hist(thumb: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
+    h = _counts(thumb, mask)
+    total = float(h.sum())
+    return h / total if total > 0 else h
+
+
+def _bhattacharyya(p: np.ndarray, q: np.ndarray) -> float:
+    return float(np.sqrt(np.maximum(p, 0) * np.maximum(q, 0)).sum())
+
+
+class Appearance:
+    """A running colour histogram of one object.
+
+    Args:
+        rate: weight of each new mask in the running average.
+    """
+
+    def __init__(self, rate: float = 0.3) -> None:
+        self.rate = float(rate)
+        self.hist: Optional[np.ndarray] = None
+        self.updates = 0
+
+    def update(self, thumb: np.ndarray, small_mask: np.ndarray) -> bool:
+        """Blend in the histogram of ``small_mask`` (thumbnail-sized uint8) on ``thumb``; False if too small."""
+        if int(np.count_nonzero(small_mask)) < MIN_PIXELS:
+            return False
+        h = _hist(thumb, small_mask)
+        self.hist = h if self.hist is None else (1.0 - self.rate) * self.hist + self.rate * h
+        self.updates += 1
+        return True
+
+    def similarity(self, thumb: np.ndarray, small_mask: np.ndarray) -> Optional[float]:
+        """How much the pixels of ``small_mask`` look like this object, in [0, 1]; None if unknown
+        (no model yet, or too few pixels to tell)."""
+        if self.hist is None or int(np.count_nonzero(small_mask)) < MIN_PIXELS:
+            return None
+        return _bhattacharyya(self.hist, _hist(thumb, small_mask))
+
+
+def search(thumb: np.ndarray, model: Appearance, size: Tuple[float, float], exclude: Optional[np.ndarray] = None,
+           count: int = 2, min_strength: float = 0.12
+           ) -> List[Tuple[float, Tuple[float, float, float, float], Tuple[float, float]]]:
+    """Where in ``thumb`` the object of ``model`` may be: up to ``count`` (strength, box) pairs, best first.
+
+    Args:
+        thumb: the frame's HSV thumbnail (:func:`thumbnail`).
+        model: the object's appearance.
+        size: (w, h) of the whole object, frame pixels.
+        exclude: thumbnail-sized bool mask of pixels that cannot be the object (others' masks).
+        count: most candidates returned.
+        min_strength: weakest blob kept, as the share of object-like pixels around its peak.
+
+    Returns:
+        [(strength in [0, 1], box (x0, y0, x1, y1) in frame pixels (inclusive corners), the most
+        object-like point (x, y) in it)].
+    """
+    if model.hist is None:
+        return []
+    # Swain and Ballard's ratio: of the frame's pixels of a colour, the share the object would account for
+    idx = _bins(thumb)
+    frame = np.bincount(idx.ravel(), minlength=_NBINS).astype(np.float64)
+    expected = 0.6 * size[0] * size[1] / (SCALE * SCALE)  # the object's pixels in a thumbnail
+    ratio = np.minimum(model.hist * expected / np.maximum(frame, 1.0), 1.0).astype(np.float32)
+    prob = ratio[idx]
+    if exclude is not None:
+        prob[exclude] = 0
+    kw = max(3, int(round(size[0] / SCALE * 0.5)) | 1)
+    kh = max(3, int(round(size[1] / SCALE * 0.5)) | 1)
+    dense = cv2.blur(prob, (kw, kh))
+    out: List[Tuple[float, Tuple[float, float, float, float], Tuple[float, float]]] = []
+    th, tw = dense.shape
+    for _ in range(count):
+        _, peak, _, (px, py) = cv2.minMaxLoc(dense)
+        if peak < min_strength:
+            break
+        blob = (dense >= 0.5 * peak).astype(np.uint8)
+        _, labels = cv2.connectedComponents(blob)
+        comp = labels == labels[py, px]
+        ys, xs = np.nonzero(comp)
+        # the blob's box with a margin (the threshold trims its edges), at most the object's size plus a
+        # margin, centred on the peak
+        mx, my = 0.15 * (xs.max() + 1 - xs.min()) + 1, 0.15 * (ys.max() + 1 - ys.min()) + 1
+        x0, x1, y0, y1 = xs.min() - mx, xs.max() + 1 + mx, ys.min() - my, ys.max() + 1 + my
+        mw, mh = 1.3 * size[0] / SCALE, 1.3 * size[1] / SCALE
+        if x1 - x0 > mw:
+            x0, x1 = px - mw / 2, px + mw / 2
+        if y1 - y0 > mh:
+            y0, y1 = py - mh / 2, py + mh / 2
+        box = (max(0.0, x0 * SCALE), max(0.0, y0 * SCALE), min(tw * SCALE, x1 * SCALE) - 1, min(th * SCALE, y1 * SCALE) - 1)
+        if box[2] > box[0] and box[3] > box[1]:
+            out.append((float(peak), box, ((px + 0.5) * SCALE, (py + 0.5) * SCALE)))
+        gone = cv2.dilate(comp.astype(np.uint8), np.ones((kh, kw), np.uint8)).astype(bool)
+        dense[gone] = 0  # the next candidate is another blob
+    return out

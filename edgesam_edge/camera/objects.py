@@ -1,0 +1,140 @@
+"""One tracked object's state and its transitions (seen, hidden, lost), for :class:`~edgesam_edge.camera.tracker.Tracker`.
+
+The states (the values of :attr:`~edgesam_edge.camera.tracker.Track.state`):
+
+- ``pending``: prompted, the first embedding since not decoded yet;
+- ``tracked``: seen; its mask is what is visible of it (perhaps a part);
+- ``occluded``: not seen (behind another object, or out of the frame) for a while;
+  its motion model predicts its whole box;
+- ``lost``: not seen for long (or its first prompt found nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from . import flow
+from .appearance import Appearance, shrink_mask
+from .geometry import Geometry, geometry_from_mask
+from .motion import MotionModel
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrackedObject", "TRACKED", "OCCLUDED", "LOST", "PENDING", "STATES", "PEAK_SHARE", "PEAK_DECAY",
+           "MAX_USER_POINTS", "path"]
+
+TRACKED, OCCLUDED, LOST, PENDING = "tracked", "occluded", "lost", "pending"
+#: Every state an object can be in (see the module docstring).
+STATES = (TRACKED, OCCLUDED, LOST, PENDING)
+#: An object whose mask is at least this share of its recent peak area counts as fully seen.
+PEAK_SHARE = 0.6
+#: Per accepted mask, the remembered peak area decays by this factor (about 0.7 a second at 12 embeddings/s).
+PEAK_DECAY = 0.97
+#: User points kept per object (the newest): clicks must not grow a prompt without end.
+MAX_USER_POINTS = 16
+
+
+def path(steps: List[Tuple[int, np.ndarray]]) -> np.ndarray:
+    """The 2x3 transform of per-frame motions ``[(index, 2x3), ...]`` done one after the other."""
+    m = flow.IDENTITY.copy()
+    for _, s in steps:
+        m = flow.compose(m, s)
+    return m
+
+
+class TrackedObject:
+    """What the tracker keeps of one object (guarded by the tracker's lock)."""
+
+    def __init__(self, obj_id: int, points: np.ndarray, labels: np.ndarray, box: Optional[np.ndarray]) -> None:
+        self.id = obj_id
+        self.state = PENDING
+        self.mask: Optional[np.ndarray] = None
+        self.score = 0.0
+        self.points = points  # user points (propagated with the object)
+        self.labels = labels
+        self.box = box  # user box, until the first decode
+        self.history: "OrderedDict[int, Geometry]" = OrderedDict()
+        self.motion: "OrderedDict[int, np.ndarray]" = OrderedDict()  # index -> transform from previous step
+        self.added_at: Optional[int] = None
+        self.decoded_at: Optional[int] = None  # frame index of the last accepted decode
+        self.good_area = 0  # area of the last accepted mask
+        self.peak_area = 0.0  # recent peak of the accepted areas (decays by PEAK_DECAY per accept)
+        self.last_good: Optional[Geometry] = None  # re-prompt of an object whose first prompt found nothing
+        self.model: Optional[MotionModel] = None  # where it is (whole box), also while hidden
+        self.look = Appearance()  # what it looks like
+
+    def geometry(self) -> Geometry:
+        """Its state in the current frame, as the history keeps it."""
+        if self.mask is not None:
+            return geometry_from_mask(self.mask, self.points, self.labels, self.box)
+        if self.state == OCCLUDED and self.model is not None:
+            return Geometry(points=self.points, labels=self.labels, predicted=np.array(self.model.box()))
+        return Geometry(points=self.points, labels=self.labels, box=self.box)
+
+    def record(self, index: int, keep: int) -> None:
+        """Store its geometry at frame ``index``, keeping the ``keep`` newest frames of history and motion."""
+        self.history[index] = self.geometry()
+        while len(self.history) > keep:
+            self.history.popitem(last=False)
+        while len(self.motion) > keep:
+            self.motion.popitem(last=False)
+
+    def hide(self, why: str) -> None:
+        """No longer seen: ``occluded`` (predicted) with a motion model, else ``lost``."""
+        if self.model is None:
+            self.lose(why)
+            return
+        if self.state != OCCLUDED:
+            logger.debug("object %d occluded: %s", self.id, why)
+        self.model.hide()
+        self.state = OCCLUDED
+        self.mask = None
+
+    def lose(self, why: str) -> None:
+        """Not found for long: ``lost`` (looked for by appearance only)."""
+        if self.state != LOST:
+            logger.debug("object %d lost: %s", self.id, why)
+        self.state = LOST
+        self.mask = None
+
+    def since(self, f: int, steps: List[Tuple[int, np.ndarray]]) -> np.ndarray:
+        """Its motion from frame ``f`` to the current one (2x3): ``steps`` (motion tracked afresh for a new
+        answer, which replaces what was recorded for those frames), then what was recorded after them."""
+        for idx, m in steps:
+            if idx in self.motion:
+                self.motion[idx] = m
+        last = steps[-1][0] if steps else f
+        m = path(steps)
+        for idx, step_m in self.motion.items():
+            if idx > last:
+                m = flow.compose(m, step_m)
+        return m
+
+    def take(self, mask_now: np.ndarray, score: float, f: int, mask_f: np.ndarray, thumb: Optional[np.ndarray],
+             index: int) -> None:
+        """Seen: ``mask_now`` at the current frame ``index``, decoded at frame ``f`` as ``mask_f``
+        (``thumb``: the HSV thumbnail of frame ``f``, for the appearance model)."""
+        self.mask = mask_now
+        self.state = TRACKED
+        self.score = float(score)
+        self.decoded_at = f
+        self.box = None  # the mask is the prompt from now on; so are its positive points
+        keep = self.labels == 0
+        self.points, self.labels = self.points[keep], self.labels[keep]
+        self.good_area = int(np.count_nonzero(mask_now))
+        whole = self.good_area >= PEAK_SHARE * self.peak_area
+        self.peak_area = max(float(self.good_area), PEAK_DECAY * self.peak_area)
+        b = flow.mask_box(mask_now)
+        if b is not None:
+            box = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+            if self.model is None:
+                self.model = MotionModel(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2),
+                                         (box[2] - box[0], box[3] - box[1]), index)
+            else:
+                self.model.anchor(index, box, whole)
+        if whole and thumb is not None:
+            self.look.update(thumb, shrink_mask(mask_f, thumb.shape))
