@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score", choices=("stability", "iou"), default="stability",
                    help="decoder scores (default stability, as the official export)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--no-reparam", action="store_true", help="keep BatchNorm and RepVGG branches (official-style graph)")
+    p.add_argument("--no-reparam", action="store_true",
+                   help="keep BatchNorm and RepVGG branches and the decoder's official order (official-style graphs)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
 

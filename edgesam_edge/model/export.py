@@ -112,8 +112,13 @@ def export_models(
     opset: int = DEFAULT_OPSET,
     reparameterize_encoder: bool = True,
     simplify: bool = True,
+    reassociate_decoder: bool = True,
 ) -> Dict[str, str]:
-    """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``; returns role -> file name."""
+    """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``; returns role -> file name.
+
+    ``reassociate_decoder``: the decoder's cross-attentions in the cheaper order
+    (:mod:`~edgesam_edge.model.fast_decoder`; same inputs, outputs and answers).
+    """
     s = int(model.image_encoder.img_size)
     grid = s // EMBED_STRIDE
     if reparameterize_encoder:
@@ -136,7 +141,7 @@ def export_models(
             DECODER_SCORES: {0: AXIS_OBJECTS},
             DECODER_MASKS: {0: AXIS_OBJECTS},
         }
-        _export(DeployDecoder(model, score).eval(), args, dec_path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset)
+        _export(DeployDecoder(model, score, reassociate_decoder).eval(), args, dec_path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset)
     if simplify:
         for p in (enc_path, dec_path):
             logger.info("simplifying %s...", p.name)
@@ -238,7 +243,8 @@ def export_onnx(
         upsample: the encoder's stage-3 upsampling, "bilinear" (official export) or "bicubic".
         score: what the decoder's ``scores`` are: "stability" (official export) or "iou".
         opset: ONNX opset.
-        reparameterize: fold BatchNorm and RepVGG branches (False gives the plain official-style graph).
+        reparameterize: fold BatchNorm and RepVGG branches in the encoder and reassociate the decoder's
+            cross-attention (False gives the plain official-style graphs).
         simplify: constant-fold and simplify with onnxslim.
         precision: "fp32", or "fp16": weights stored as float16 (half the file size), cast back to
             float32 when the runtime loads the graph, so inputs, outputs and arithmetic stay float32.
@@ -262,7 +268,8 @@ def export_onnx(
         pass
     with staging_dir(out_dir, force=force) as tmp:
         files = export_models(model, tmp, score=score, opset=opset,
-                              reparameterize_encoder=reparameterize, simplify=simplify)
+                              reparameterize_encoder=reparameterize, simplify=simplify,
+                              reassociate_decoder=reparameterize)
         if precision == "fp16":
             for name in files.values():
                 store_weights_fp16(tmp / name)
@@ -272,6 +279,7 @@ def export_onnx(
         )
         manifest["opset"] = opset
         manifest["reparameterized"] = bool(reparameterize)
+        manifest["decoder_reassociated"] = bool(reparameterize)
         manifest["weights"] = "float16 (Cast to float32 at load)" if precision == "fp16" else "float32"
         for role, name in files.items():
             add_artifact(manifest, tmp, role, name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -70,6 +70,8 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        transformer: Optional[nn.Module] = None,
+        upscale: Optional[Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """All four masks and scores.
 
@@ -78,6 +80,8 @@ class MaskDecoder(nn.Module):
             image_pe: ``(1, C, h, w)``.
             sparse_prompt_embeddings: ``(B, N, C)``.
             dense_prompt_embeddings: ``(B, C, h, w)`` or ``(1, C, 1, 1)`` (broadcast).
+            transformer, upscale: stand-ins for ``self.transformer`` and :meth:`upscale` computing the
+                same function in another order (:mod:`~edgesam_edge.model.fast_decoder`).
         """
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         out_tokens = out_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.shape[0], -1, -1)
@@ -87,16 +91,18 @@ class MaskDecoder(nn.Module):
         # the transformer's first image->token attention makes it per-prompt.
         src = image_embeddings + dense_prompt_embeddings
         h, w = src.shape[-2:]
-        hs, keys = self.transformer(src, image_pe, tokens)
+        hs, keys = (self.transformer if transformer is None else transformer)(src, image_pe, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-
-        b = keys.shape[0]
-        src = keys.transpose(1, 2).reshape(b, self.transformer_dim, h, w)
-        upscaled = self.output_upscaling(src)
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        b, c, uh, uw = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, uh * uw)).reshape(b, -1, uh, uw)
+        masks = (self.upscale if upscale is None else upscale)(keys, hyper_in, h, w)
         return masks, self.iou_prediction_head(iou_token_out)
+
+    def upscale(self, keys: torch.Tensor, hyper_in: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Image tokens ``(B, h*w, C)`` and hypernetwork weights ``(B, M, C/8)`` -> logits ``(B, M, 4h, 4w)``."""
+        b = keys.shape[0]
+        upscaled = self.output_upscaling(keys.transpose(1, 2).reshape(b, self.transformer_dim, h, w))
+        b, c, uh, uw = upscaled.shape
+        return (hyper_in @ upscaled.reshape(b, c, uh * uw)).reshape(b, -1, uh, uw)
