@@ -9,7 +9,7 @@ post-processing / total:
   The official-style graph (BatchNorm and RepVGG branches unfused, not simplified:
   ``export_onnx(..., reparameterize=False, simplify=False)``) in default
   ``onnxruntime.InferenceSession``s, the official ONNX predictor's preprocessing
-  (benchmarks/official_pipeline.py), then **one decoder call per grid point**, all four
+  (edgesam_edge/bench/official.py), then **one decoder call per grid point**, all four
   masks of each call upscaled to the image (as the official predictor returns them),
   and the official filters on the upscaled logits: predicted IoU (EdgeSAM's: the
   stability of the low-res logits), stability score, boxes, RLE of every mask that
@@ -37,21 +37,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
-import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from official_pipeline import OfficialOnnxPipeline  # noqa: E402
-from official_vs_edge import astronaut, encoder_files, export_pair, interleave, paired_ratio, summary  # noqa: E402
+from official_vs_edge import astronaut, export_pair  # noqa: E402
+
+from edgesam_edge.bench.everything import (agreement, everything_table, interleave,  # noqa: E402,F401
+                                           official_style_generate, paired_ratio, summary)
+from edgesam_edge.bench.official import OfficialOnnxPipeline, official_files  # noqa: E402
 
 #: The issue's speed target: the default grid >= 3x faster than the one-prompt-per-call loop.
 TARGET_RATIO = 3.0
@@ -60,84 +62,6 @@ REFERENCE_CHECKPOINT = REPO / "tests" / "data" / "reference" / "edge_sam_random.
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def official_style_generate(pipe: OfficialOnnxPipeline, image: np.ndarray, points_per_side: int = 32,
-                            pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
-                            stability_score_offset: float = 1.0, box_nms_thresh: float = 0.7):
-    """The official generator's single-layer path, one decoder call per grid point. Returns (records, ms)."""
-    from edgesam_edge.everything.crops import build_point_grid, xyxy_to_xywh
-    from edgesam_edge.everything.masks import (Patch, box_nms, masks_to_boxes, rle_area, stability_scores,
-                                               uncompressed_rle)
-
-    t0 = time.perf_counter()
-    pipe.set_image(image)
-    (h, w), (nh, nw), size = pipe.original_size, pipe.input_size, pipe.size
-    decoder = 0.0
-    rles: List[Dict[str, Any]] = []
-    rows: List[Any] = []
-    for point in build_point_grid(points_per_side) * np.array([[w, h]], np.float64):
-        coords = np.array([[[point[0] * nw / w, point[1] * nh / h], [0.0, 0.0]]], np.float32)
-        td = time.perf_counter()
-        scores, low = pipe.decoder.run(None, {"image_embeddings": pipe.features, "point_coords": coords,
-                                              "point_labels": np.array([[1.0, -1.0]], np.float32)})[:2]
-        decoder += time.perf_counter() - td
-        # the official ONNX predictor: all four masks to S x S, crop, to the image
-        m = cv2.resize(low[0].transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_LINEAR)[:nh, :nw]
-        up = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)[1:4]
-        iou = stability_scores(low[0, 1:4], 0.0, 1.0)
-        keep = np.flatnonzero(iou > np.float32(pred_iou_thresh))
-        stab = stability_scores(up[keep], 0.0, stability_score_offset)
-        passed = stab >= np.float32(stability_score_thresh)
-        ok, stab = keep[passed], stab[passed]
-        masks = up[ok] > 0.0
-        boxes = masks_to_boxes(masks)
-        for j, i in enumerate(ok):
-            rles.append(uncompressed_rle(Patch.from_mask(masks[j], boxes[j]), h, w))
-            rows.append((boxes[j], iou[i], stab[j], point))
-    records = []
-    if rows:
-        order = box_nms(np.stack([r[0] for r in rows]), np.array([r[1] for r in rows], np.float32), box_nms_thresh)
-        for i in order:
-            box, iou, stab, point = rows[i]
-            records.append({"segmentation": rles[i], "area": rle_area(rles[i]),
-                            "bbox": xyxy_to_xywh(box), "predicted_iou": float(iou),
-                            "point_coords": [point.tolist()], "stability_score": float(stab),
-                            "crop_box": [0, 0, w, h]})
-    t2 = time.perf_counter()
-    enc = pipe.last_timings
-    ms = {"encoder": enc["resize"] + enc["normalize_pad"] + enc["encoder"], "decoder": 1e3 * decoder,
-          "total": 1e3 * (t2 - t0)}
-    ms["postprocess"] = ms["total"] - ms["encoder"] - ms["decoder"]
-    return records, ms
-
-
-def agreement(ours: List[Dict[str, Any]], official: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """How the two record lists agree: counts, the share of each matched in the other at mask IoU >= 0.9, and
-    for each of ours its best official match: the lowest IoU and the largest score differences."""
-    from edgesam_edge.camera.rle import decode
-    from edgesam_edge.metrics import mask_iou
-
-    def mask(r: Dict[str, Any]) -> np.ndarray:
-        seg = r["segmentation"]
-        return seg if isinstance(seg, np.ndarray) else decode(seg)
-
-    a, b = [mask(r) for r in ours], [mask(r) for r in official]
-    iou = np.array([[mask_iou(x, y, 0.0) for y in b] for x in a]).reshape(len(a), len(b))
-    out: Dict[str, Any] = {"official_records": len(b), "ours_records": len(a)}
-    if not (len(a) and len(b)):
-        return out
-    best = iou.argmax(1)
-    out.update(
-        ours_matched_in_official=round(float((iou.max(1) >= 0.9).mean()), 4),
-        official_matched_in_ours=round(float((iou.max(0) >= 0.9).mean()), 4),
-        min_best_iou=round(float(iou.max(1).min()), 4),
-        max_stability_diff=round(max(abs(r["stability_score"] - official[j]["stability_score"])
-                                     for r, j in zip(ours, best)), 5),
-        max_predicted_iou_diff=round(max(abs(r["predicted_iou"] - official[j]["predicted_iou"])
-                                         for r, j in zip(ours, best)), 5),
-        same_order=[int(j) for j in best] == list(range(len(b))))
-    return out
 
 
 def load_image(args: argparse.Namespace) -> np.ndarray:
@@ -172,6 +96,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         p.error("--runs must be >= 1 and --warmup >= 0")
+    if args.points_per_side < 1:
+        p.error(f"--points-per-side {args.points_per_side} must be >= 1")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the rounds as they finish
 
     from edgesam_edge import Predictor
     from edgesam_edge.bench.device import collect_device, collect_versions, now_utc
@@ -183,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         paths = export_pair(args.checkpoint, work, args.bundle, args.official_dir)
-        files = encoder_files(paths["official"])
+        files = official_files(paths["official"])
         pipe = OfficialOnnxPipeline(str(files["encoder"]), str(files["decoder"]))
         # resize="exact": the official preprocessing (Pillow), so that both answer for the same embedding
         pred = Predictor.load(paths["bundle"], backend="onnxruntime", precision="fp32", resize="exact")
@@ -231,12 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "target_ratio": TARGET_RATIO, "met": ratios["ours"] >= TARGET_RATIO,
         "ours_counts": counts, "agreement": agree,
     }
-    lines = ["| variant | encoder ms | decoder ms | post-processing ms | total ms | official / variant |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, r in result.items():
-        ratio = "1.00" if name == "official-style" else f"{ratios[name]:.2f}"
-        lines.append(f"| {name} | " + " | ".join(f"{r[k]['p50_ms']:.0f}" for k in stages) + f" | {ratio} |")
-    print("\n".join(lines))
+    print("\n".join(everything_table(result, ratios)))
     print(f"decoder alone: official-style / ours = {decoder_ratio:.2f}; records {json.dumps(agree)}")
     print(f"target >= {TARGET_RATIO}x: {'met' if report['met'] else 'NOT met'} ({ratios['ours']:.2f}x)")
     if args.json:

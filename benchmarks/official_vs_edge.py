@@ -13,7 +13,7 @@ clock change hits both sides alike:
 
 (b) End to end, ``set_image`` + ``predict`` (512x512 photo, one positive point):
     our default ``Predictor`` against the official ONNX predictor re-implemented in
-    official_pipeline.py (Pillow resize, float64 normalisation, np.pad, default
+    edgesam_edge/bench/official.py (Pillow resize, float64 normalisation, np.pad, default
     sessions, all four masks upscaled twice). Our ``Predictor`` on the unfused
     graph is timed as well, to separate pipeline from graph.
 
@@ -41,8 +41,8 @@ published ``edge_sam_encoder.onnx`` / ``edge_sam_decoder.onnx`` in a folder), an
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -53,8 +53,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from official_pipeline import OfficialOnnxPipeline  # noqa: E402
 from _common import write_json  # noqa: E402
+
+from edgesam_edge.bench.everything import interleave, paired_ratio, summary  # noqa: E402,F401
+from edgesam_edge.bench.official import OfficialOnnxPipeline  # noqa: E402
+from edgesam_edge.bench.official import official_files as encoder_files  # noqa: E402
 
 #: Targets of the core issue (ratios measured in one run).
 TARGET_END_TO_END = 1.10
@@ -83,40 +86,6 @@ def astronaut() -> np.ndarray:
         return read_image(Path(__file__).resolve().parents[1] / "edgesam_edge" / "data" / "astronaut.jpg")
 
 
-def summary(xs: Sequence[float]) -> Dict[str, float]:
-    from edgesam_edge.bench.stats import summarize
-
-    return summarize(xs).as_dict()
-
-
-def interleave(fns: Dict[str, Callable[[], Dict[str, float]]], runs: int, warmup: int,
-               pause: float = 0.0) -> Dict[str, Dict[str, List[float]]]:
-    """Call each fn in turn, ``warmup`` untimed rounds then ``runs`` rounds; each fn returns
-    named millisecond timings of its call. The order rotates every round (A,B,C / B,C,A / ...)
-    so that no variant always runs first. ``pause`` seconds of sleep before each timed call
-    let the previous runtime's worker threads stop spinning (ONNX Runtime's and XNNPACK's
-    spin after a run and would otherwise steal the cores of the next variant, which a
-    single-runtime application never sees). Returns name -> timing name -> samples."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    out: Dict[str, Dict[str, List[float]]] = {name: {} for name in fns}
-    names = list(fns)
-    for i in range(runs):
-        for name in names[i % len(names):] + names[: i % len(names)]:
-            if pause:
-                time.sleep(pause)
-            for k, v in fns[name]().items():
-                out[name].setdefault(k, []).append(v)
-        _log(f"  round {i + 1}/{runs}: " + ", ".join(f"{n} {out[n]['total'][-1]:.0f} ms" for n in fns))
-    return out
-
-
-def paired_ratio(base: Sequence[float], other: Sequence[float]) -> float:
-    """Median over rounds of base/other (rounds are interleaved, so pairs share conditions)."""
-    return round(statistics.median(b / o for b, o in zip(base, other)), 3)
-
-
 def export_pair(checkpoint: Optional[str], work: Path, bundle: Optional[str], official: Optional[str]) -> Dict[str, Path]:
     from edgesam_edge.bundle import load_bundle
 
@@ -135,13 +104,6 @@ def export_pair(checkpoint: Optional[str], work: Path, bundle: Optional[str], of
             export_onnx(checkpoint, out, force=True, **kwargs)
         paths[key] = out
     return paths
-
-
-def encoder_files(folder: Path) -> Dict[str, Path]:
-    from edgesam_edge.bundle import load_bundle
-
-    b = load_bundle(folder)
-    return {"encoder": b.artifact("encoder"), "decoder": b.artifact("decoder")}
 
 
 def bench_encoders(bundle: Path, official: Path, image: np.ndarray, runs: int, warmup: int, threads: Optional[int],
@@ -309,6 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         p.error("--runs must be >= 1 and --warmup >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the rounds as they finish
 
     from edgesam_edge.bench.device import collect_device, collect_versions, now_utc
 

@@ -7,6 +7,8 @@
 - :mod:`.runner`: times each stage of each bundle.
 - :mod:`.report`: the JSON document, Markdown and a PNG plot.
 - :mod:`.live`: the headless camera loop as a benchmark.
+- :mod:`.official`: the official ONNX predictor re-implemented (the baseline of the comparisons).
+- :mod:`.everything`: segment everything against the official-style loop; interleaved rounds.
 
 Nothing here is imported by ``import edgesam_edge``; heavy packages (onnx,
 matplotlib, a backend) are imported only when used.

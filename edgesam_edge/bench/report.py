@@ -8,7 +8,9 @@ The JSON document (see benchmarks/README.md)::
      "limit": {"encoder_gmacs", "peak_gflops", "limit_ms", ...},
      "peak_rss_mb": float}
 
-plus, when measured, ``"live": {...}`` and ``"interrupted": true``.
+plus, when measured, ``"live": {...}``, ``"everything": {...}`` (segment everything against the
+official-style loop, see :func:`edgesam_edge.bench.everything.measure_everything`) and
+``"interrupted": true``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .. import jsonsafe
 from ..atomic import atomic_path, write_text_atomic
 from ..errors import BackendUnavailable, EdgeSamError
+from .everything import everything_table
 
 __all__ = [
     "RESULT_KEYS",
@@ -205,7 +208,43 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                                "encoder p50 ms", "dropped"],
                               [[live.get("frames"), live.get("display_fps"), live.get("model_fps"),
                                 lat.get("p50"), lat.get("p90"), enc.get("p50"), live.get("dropped")]]))
+    everything = report.get("everything")
+    if everything:
+        out += ["", "## Segment everything", ""]
+        out += _everything_lines(everything)
     return "\n".join(out) + "\n"
+
+
+def _everything_lines(ev: Mapping[str, Any]) -> List[str]:
+    """The "Segment everything" section: one ``generate`` against the official-style loop."""
+    if ev.get("available") is False:
+        return [f"Not measured: {ev.get('reason')}"]
+    n, img = ev.get("points_per_side"), ev.get("image") or {}
+    off = ev.get("official") or {}
+    out = [f"Bundle {ev.get('bundle')} ({ev.get('backend')} {ev.get('precision')} @{ev.get('input_size')}), "
+           f"{n}x{n} grid ({ev.get('grid_points')} points), {img.get('width')}x{img.get('height')} image, "
+           f"p50 of {ev.get('runs')} interleaved round(s) after {ev.get('warmup')} warm-up.",
+           ""]
+    ratios = {"ours": ev.get("ratio_vs_official")}
+    out += everything_table(ev.get("ms") or {}, ratios)
+    out.append("")
+    if off.get("measured"):
+        out.append(f"- official-style: {off.get('note')} (one decoder call per grid point, default ONNX Runtime "
+                   "sessions); ratios: median of the per-round official / ours")
+        out.append(f"- decoder alone: official-style / ours = {_fmt(ev.get('decoder_ratio_vs_official'), 2)}x")
+    else:
+        out.append(f"- official-style loop: not measured: {off.get('reason')}")
+    counts = ev.get("counts") or {}
+    if counts:
+        out.append("- ours: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    agree = ev.get("agreement")
+    if agree:
+        out.append("- records: " + ", ".join(f"{k} {v}" for k, v in agree.items()))
+    load = ev.get("load_average") or {}
+    if load.get("before") is not None:
+        out.append(f"- load average (1 min) before / after: {_fmt(load.get('before'), 2)} / "
+                   f"{_fmt(load.get('after'), 2)}")
+    return out
 
 
 def _write_text(path: str, text: str, what: str) -> None:

@@ -11,6 +11,10 @@ For every bundle (on the chosen backend) it measures, in this order:
    (each a box and a positive point inside it, as the camera loop prompts),
    giving ``decoder``, ``postprocess`` and ``predict``.
 
+Then, on the first bundle, the live loop (``live``) and segment everything (``everything``:
+one ``generate`` against the official-style loop, :mod:`.everything`; at most
+:data:`EVERYTHING_MAX_RUNS` rounds after at most one warm-up round, as each takes seconds).
+
 Samples measured before a Ctrl-C are kept: the report then holds every stage
 with at least one sample and ``"interrupted": true``.
 """
@@ -35,6 +39,7 @@ from ..predictor import Predictor, select_backend
 from ..progress import progress_bar
 from ..sysinfo import physical_cores
 from .device import collect_device, collect_versions, now_utc
+from .everything import measure_everything, resolve_official
 from .live import measure_live
 from .macs import count_macs
 from .memory import peak_rss_mb, reset_peak_rss
@@ -55,11 +60,13 @@ def settle_decoder(predictor: Any, call: Any) -> None:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BenchConfig", "BenchRun", "SAMPLE_IMAGE", "object_prompts", "settle_decoder"]
+__all__ = ["BenchConfig", "BenchRun", "SAMPLE_IMAGE", "EVERYTHING_MAX_RUNS", "object_prompts", "settle_decoder"]
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
 #: Backends whose encoder runs on a GPU: the CPU peak says nothing about them.
 GPU_BACKENDS = ("tensorrt",)
+#: Rounds of segment everything: min(runs, this) (one round at the default grid takes seconds).
+EVERYTHING_MAX_RUNS = 3
 
 Key = Tuple[str, Optional[int]]
 
@@ -80,6 +87,9 @@ class BenchConfig:
         progress: show a progress bar.
         check_peak: time a BLAS SGEMM to check the peak estimate (see :mod:`.peak`).
         precision: "auto" or the precision to run in (``Predictor.load``'s ``precision``).
+        everything: also time segment everything on the first bundle against the official-style loop.
+        official_dir: ONNX graphs of the official-style loop (None: the first bundle's own, when ONNX).
+        points_per_side: the grid of segment everything (32: the official default).
     """
 
     runs: int = 20
@@ -93,6 +103,9 @@ class BenchConfig:
     progress: bool = True
     check_peak: bool = True
     precision: str = "auto"
+    everything: bool = False
+    official_dir: Optional[str] = None
+    points_per_side: int = 32
 
     def validate(self) -> None:
         """Raise EdgeSamError on a value out of range (one line naming it)."""
@@ -108,6 +121,9 @@ class BenchConfig:
             raise EdgeSamError(f"--peak-gflops {self.peak_gflops!r} must be a positive number")
         if self.live_frames < 1:
             raise EdgeSamError(f"--live-frames {self.live_frames!r} must be >= 1")
+        if isinstance(self.points_per_side, bool) or not isinstance(self.points_per_side, int) \
+                or self.points_per_side < 1:
+            raise EdgeSamError(f"--points-per-side {self.points_per_side!r} must be an integer >= 1")
         validate_precision(self.precision)
 
 
@@ -187,6 +203,9 @@ class BenchRun:
         #: The precision each bundle ran in (Predictor.precision), once it is open.
         self._precision: Dict[str, str] = {}
         self.live: Optional[Dict[str, Any]] = None
+        self.everything: Optional[Dict[str, Any]] = None
+        if self.config.everything:  # a bad --official-dir fails here, before anything is timed
+            resolve_official(self.targets[0].path, self.config.official_dir)
         self.interrupted = False
         self.command: Optional[str] = None
         self._load_before = _load_average()
@@ -203,10 +222,30 @@ class BenchRun:
                 logger.info("live loop on %s (%d frames)...", self.config.live, self.config.live_frames)
                 t = self.targets[0]
                 self.live = measure_live(self.config.live, str(t.path), t.backend, self.config.live_frames)
+            if self.config.everything:
+                self.everything = self._everything(self.targets[0])
         except KeyboardInterrupt:
             self.interrupted = True
             raise
         return self.report()
+
+    def _everything(self, t: _Target) -> Dict[str, Any]:
+        """Segment everything on ``t`` (see :func:`.everything.measure_everything`); a failure is reported
+        as ``{"available": False, "reason"}``, so the stages measured before it are kept."""
+        cfg = self.config
+        runs, warmup = min(cfg.runs, EVERYTHING_MAX_RUNS), min(cfg.warmup, 1)
+        logger.info("segment everything on %s: %dx%d grid, %d round(s) after %d warm-up", t.name,
+                    cfg.points_per_side, cfg.points_per_side, runs, warmup)
+        try:
+            out = measure_everything(t.path, t.backend, cfg.precision, self.image, cfg.official_dir,
+                                     cfg.points_per_side, runs, warmup, cfg.threads, progress=cfg.progress)
+        except Exception as exc:  # noqa: BLE001 - reported, like a failed live loop
+            logger.debug("segment everything failed", exc_info=True)
+            reason = (str(exc).strip().splitlines() or [""])[0][:300]
+            return {"available": False, "bundle": t.name, "points_per_side": cfg.points_per_side,
+                    "reason": f"{type(exc).__name__}: {reason}"}
+        out["bundle"], out["bundle_path"] = t.name, out["bundle"]
+        return out
 
     def _count_macs(self, target: _Target) -> None:
         if target.bundle.format != "onnx":
@@ -387,6 +426,8 @@ class BenchRun:
         }
         if self.live is not None:
             report["live"] = self.live
+        if self.everything is not None:
+            report["everything"] = self.everything
         if self.interrupted:
             report["interrupted"] = True
         return report

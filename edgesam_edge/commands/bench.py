@@ -47,6 +47,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live", nargs="?", const=DEFAULT_SOURCE, default=None, metavar="SOURCE",
                    help=f"also run the camera loop headless on SOURCE (default {DEFAULT_SOURCE})")
     p.add_argument("--live-frames", type=int, default=300, metavar="N", help="frames of the live loop (default 300)")
+    p.add_argument("--everything", action="store_true",
+                   help="also time segment everything (one generate, split encoder / decoder / post-processing) on "
+                        "the first bundle against the official-style loop (the official ONNX decoder once per grid "
+                        "point), interleaved; min(--runs, 3) rounds")
+    p.add_argument("--official-dir", metavar="DIR", default=None,
+                   help="with --everything: ONNX graphs of the official-style loop (an official ONNX folder as "
+                        "`edgesam weights download --onnx` writes, or a bundle; default: the bundle's own when ONNX)")
+    p.add_argument("--points-per-side", type=int, default=None, metavar="N",
+                   help="with --everything: the grid (default 32, the official default)")
     p.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
     p.add_argument("--markdown", metavar="OUT.md", help="write the report as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="write a latency plot (needs matplotlib: extra 'plot')")
@@ -62,6 +71,11 @@ def _command_line(args: argparse.Namespace, bundles: List[str]) -> str:
                         ("--peak-gflops", args.peak_gflops)):
         if value is not None:
             parts += [flag, str(value)]
+    if getattr(args, "everything", False):
+        parts.append("--everything")
+        for flag, value in (("--official-dir", args.official_dir), ("--points-per-side", args.points_per_side)):
+            if value is not None:
+                parts += [flag, str(value)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -80,10 +94,18 @@ def _write(report: Dict[str, Any], args: argparse.Namespace) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    everything = bool(getattr(args, "everything", False))
+    for flag, value in (("--official-dir", getattr(args, "official_dir", None)),
+                        ("--points-per-side", getattr(args, "points_per_side", None))):
+        if value is not None and not everything:
+            raise EdgeSamError(f"{flag} {value} needs --everything")
+    points = getattr(args, "points_per_side", None)
     config = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads,
                          objects=parse_objects(args.objects), image=args.image, peak_gflops=args.peak_gflops,
                          live=args.live, live_frames=args.live_frames, precision=getattr(args, "precision", "auto"),
-                         progress=not getattr(args, "quiet", False))
+                         progress=not getattr(args, "quiet", False), everything=everything,
+                         official_dir=getattr(args, "official_dir", None),
+                         points_per_side=32 if points is None else points)
     config.validate()
     for path, what in ((args.json, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):
         check_output_path(path, what)

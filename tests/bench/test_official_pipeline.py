@@ -1,20 +1,18 @@
-"""The official-pipeline baseline of benchmarks/ is faithful: for a box prompt (where the original
+"""The official-pipeline baseline (edgesam_edge/bench/official.py) is faithful: for a box prompt (where the original
 adds no padding point either) its masks match our Predictor's with the exact (Pillow) resize."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("PIL")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from official_pipeline import OfficialOnnxPipeline, longest_side_shape  # noqa: E402
+from edgesam_edge import Predictor
+from edgesam_edge import transforms as T
+from edgesam_edge.bench.official import OfficialOnnxPipeline, longest_side_shape, official_files
 
-from edgesam_edge import Predictor  # noqa: E402
-from edgesam_edge import transforms as T  # noqa: E402
+pytest.importorskip("PIL")
 
 
 def test_shape_rounding_matches_transforms():
@@ -47,10 +45,13 @@ def test_openvino_anchor_runs_the_official_pipeline_on_openvino_defaults(small_b
     from tests.conftest import require_backend
 
     require_backend("openvino")
-    from official_vs_edge import encoder_files, openvino_official  # noqa: E402
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from official_vs_edge import openvino_official  # noqa: E402
 
     image = reference_images["chelsea"]
-    files = encoder_files(small_bundle)
+    files = official_files(small_bundle)
     plain = OfficialOnnxPipeline(str(files["encoder"]), str(files["decoder"]))
     ov = openvino_official(files)
     corners, labels = np.array([[[100.0, 50.0], [300.0, 250.0]]]), np.array([[2.0, 3.0]])
