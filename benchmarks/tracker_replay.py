@@ -12,6 +12,8 @@ same numbers, so tracker changes can be compared over many seeds.
     python benchmarks/tracker_replay.py                          # the default bundle (the demo model)
     python benchmarks/tracker_replay.py --bundle DIR --seeds 0-15 --json out.json
     python benchmarks/tracker_replay.py --every 3 --lag 3 --max-growth 0 --reprompt-negatives   # variants
+    python benchmarks/tracker_replay.py --carry-bound --scene photo  # the best a tracker showing only what
+                                                                     # its answers saw can do (true motion)
 
 ``--delay D`` (seconds per encoding, repeatable; default 0.3 and 0.1) encodes
 every round(D x fps)-th frame and applies its answer that many frames later (at
@@ -82,6 +84,58 @@ def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: t
             "lost_object_frames": lost, "occluded_object_frames": occluded}
 
 
+def carry_bound(seed: int, frames: int, every: int, lag: int, size: tuple, objects: int, fps: float = 30.0
+                ) -> Dict[str, Any]:
+    """The J of an ideal answer-carrying tracker on one photo scene, as :func:`replay` scores it.
+
+    In frame i it shows the last applied answer (the visible mask of frame f, the newest encoded frame
+    with f + ``lag`` <= i) carried to frame i by the object's *true* motion (the scene's own pose and
+    camera), less the objects in front of it at i, clipped to the frame: perfect flow, perfect depth
+    order, perfect re-acquisition. What it cannot show is what the answer did not see: a part hidden or
+    outside the frame at f that has come into view since. No tracker that shows only what its answers
+    saw does better; a higher J needs drawing parts of objects that no answer has seen yet.
+    """
+    import math
+
+    import cv2
+
+    from edgesam_edge.camera.scenes import PhotoScene
+    from edgesam_edge.metrics import mask_iou
+
+    world = PhotoScene(size[0], size[1], objects=objects, seed=seed, fps=fps)
+    w, h = size
+    n = len(world._sprites)
+
+    def placement(k: int, i: int) -> np.ndarray:  # object k's sprite -> frame i, 3x3
+        sp = world._sprites[k]
+        pos, angle, scale = world._pose(k, world._time(i))
+        c = (sp.alpha.shape[0] - 1) / 2.0
+        pose = cv2.getRotationMatrix2D((c, c), math.degrees(angle), scale)
+        pose[:, 2] += pos - c
+        return np.vstack([world.camera(i), [0, 0, 1]]) @ np.vstack([pose, [0, 0, 1]])
+
+    seen: Dict[int, Dict[int, np.ndarray]] = {}
+    ious: Dict[int, List[float]] = {}
+    for i in range(frames):
+        _, gt = world.render(i)
+        _, whole = world.render(i, visible=False)
+        if i % every == 0:
+            seen[i] = gt
+        f = max(0, ((i - lag) // every) * every) if i >= lag else 0
+        for k in range(n):
+            move = placement(k, i) @ np.linalg.inv(placement(k, f))
+            m = cv2.warpAffine(seen[f][k + 1].view(np.uint8), move[:2], (w, h), flags=cv2.INTER_NEAREST).view(bool)
+            for j in range(n):
+                if world.depth[j] > world.depth[k]:
+                    m &= ~whole[j + 1]
+            ious.setdefault(k + 1, []).append(mask_iou(m, gt[k + 1], empty=1.0))
+        for old in [x for x in seen if x < f]:
+            del seen[old]
+    per = {str(g): round(float(np.mean(v)), 4) for g, v in sorted(ious.items())}
+    return {"seed": seed, "J": per, "mean": round(float(np.mean(list(per.values()))), 4),
+            "lost_object_frames": 0, "occluded_object_frames": 0}
+
+
 def summarize(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Mean, median and worst seed of a list of :func:`replay` results."""
     means = [r["mean"] for r in runs]
@@ -124,6 +178,9 @@ def main() -> int:
     p.add_argument("--reprompt-negatives", action=argparse.BooleanOptionalAction, default=None,
                    help="as edgesam live (default: the bundle's)")
     p.add_argument("--max-growth", type=float, help="Tracker(max_growth=...) (default: the tracker's)")
+    p.add_argument("--carry-bound", action="store_true",
+                   help="photo scenes: the J of an ideal tracker that shows only what its answers saw, carried by "
+                        "the true motion (no model, no tracker; see carry_bound)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     if args.frames < 1 or (args.every is not None and args.every < 1) or (args.lag is not None and args.lag < 0):
@@ -133,10 +190,14 @@ def main() -> int:
     from edgesam_edge.commands.live import reprompt_negatives, reprompt_points
     from edgesam_edge.sysinfo import device_info
 
-    if args.oracle:
+    if args.carry_bound and (args.bundle or args.backend or (args.scene or ["photo"]) != ["photo"]):
+        p.error("--carry-bound measures the photo scenes only, without a model (--scene photo)")
+    if args.carry_bound:
+        predictor: Any = None
+    elif args.oracle:
         from edgesam_edge.camera.oracle import GroundTruthOracle
 
-        predictor: Any = GroundTruthOracle()
+        predictor = GroundTruthOracle()
     else:
         from edgesam_edge.predictor import Predictor
 
@@ -146,25 +207,29 @@ def main() -> int:
 
             bundle = default_bundle()
         predictor = Predictor.load(bundle, backend=args.backend or "auto")
-    options: Dict[str, Any] = {"max_points": reprompt_points(args.reprompt_points, predictor),
-                               "negatives": reprompt_negatives(args.reprompt_negatives, predictor)}
+    options: Dict[str, Any] = {} if args.carry_bound else {
+        "max_points": reprompt_points(args.reprompt_points, predictor),
+        "negatives": reprompt_negatives(args.reprompt_negatives, predictor)}
     if args.max_growth is not None:
         options["max_growth"] = args.max_growth
     w, h = (int(v) for v in args.size.lower().split("x"))
     t0 = time.perf_counter()
     results = []
     ok = True
-    for family in args.scene or ["shapes", "photo"]:
+    for family in args.scene or (["photo"] if args.carry_bound else ["shapes", "photo"]):
         for label, delay, every, lag in settings(args):
             runs = []
             for seed in parse_seeds(args.seeds):
-                r = replay(predictor, seed, args.frames, every, lag, (w, h), args.objects, options, args.oracle,
-                           family, args.fps)
+                if args.carry_bound:
+                    r = carry_bound(seed, args.frames, every, lag, (w, h), args.objects, args.fps)
+                else:
+                    r = replay(predictor, seed, args.frames, every, lag, (w, h), args.objects, options, args.oracle,
+                               family, args.fps)
                 runs.append(r)
                 print(f"{family} {label} seed {seed:3d}: J {r['mean']:.3f}  per object {r['J']}  "
                       f"occluded/lost object-frames {r['occluded_object_frames']}/{r['lost_object_frames']}", flush=True)
             s = summarize(runs)
-            target = ORACLE_TARGETS.get(round(delay, 3)) if args.oracle and delay == delay else None
+            target = ORACLE_TARGETS.get(round(delay, 3)) if (args.oracle or args.carry_bound) and delay == delay else None
             if target is not None:
                 s["target"] = target
                 s["pass"] = s["J_mean"] >= target["mean"] and s["J_worst"] >= target.get("worst", 0.0)
@@ -175,7 +240,8 @@ def main() -> int:
                   f"(seed {s['worst_seed']}) over {s['seeds']} seeds"
                   + ("" if target is None else f" (target {target}: {'PASS' if s['pass'] else 'FAIL'})"), flush=True)
     out = {
-        "model": "oracle" if args.oracle else str(getattr(getattr(predictor, "bundle", None), "root", "")),
+        "model": "carry bound (no model)" if args.carry_bound else "oracle" if args.oracle
+        else str(getattr(getattr(predictor, "bundle", None), "root", "")),
         "tracker": options, "frames": args.frames, "fps": args.fps, "size": args.size, "objects": args.objects,
         "results": results, "seconds": round(time.perf_counter() - t0, 1), "device": device_info(),
     }

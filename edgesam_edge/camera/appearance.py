@@ -125,7 +125,7 @@ def search(thumb: np.ndarray, model: Appearance, size: Tuple[float, float], excl
         prob[exclude] = 0
     kw = max(3, int(round(size[0] / SCALE * 0.5)) | 1)
     kh = max(3, int(round(size[1] / SCALE * 0.5)) | 1)
-    dense = cv2.blur(prob, (kw, kh))
+    dense = cv2.blur(prob, (kw, kh), borderType=cv2.BORDER_CONSTANT)  # no blob beyond the edges
     out: List[Tuple[float, Tuple[float, float, float, float], Tuple[float, float]]] = []
     th, tw = dense.shape
     for _ in range(count):

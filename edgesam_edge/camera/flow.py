@@ -13,11 +13,15 @@ import cv2
 import numpy as np
 
 __all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "IDENTITY",
-           "mask_box", "interior_points", "follow"]
+           "mask_box", "interior_points", "follow", "extrude", "MIN_SUPPORT"]
 
 #: 2x3 identity transform.
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
 _LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
+#: Fewer tracked features than this on an object do not say how it moves (it is going out of sight).
+MIN_SUPPORT = 6
 
 
 def mask_box(mask: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
@@ -120,6 +124,45 @@ def warp_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
+def extrude(before: np.ndarray, after: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``after`` (``warp_mask(before, m)``, HxW bool) grown back to the frame's edges the object comes in
+    through: where ``before`` touched an edge and ``m`` moves it inwards, the strip it uncovers along that
+    edge is the part of the object that came into view (its cross-section at the edge continued).
+    Returns a new HxW bool mask (``after`` itself when nothing comes in)."""
+    h, w = before.shape
+    left, right, top, bottom = before[:, 0].any(), before[:, w - 1].any(), before[0].any(), before[h - 1].any()
+    if not (left or right or top or bottom):  # the usual case, checked on the edges alone
+        return after
+    box = mask_box(before)
+    assert box is not None
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    dx, dy = m[:, :2] @ np.array([cx, cy]) + m[:, 2] - np.array([cx, cy])
+    out = after
+    sx, sy = int(round(dy)), int(round(dx))  # the edge profiles move along the edges by these
+    if left and dx >= 0.5:
+        rows = np.nonzero(before[:, 0])[0] + sx
+        rows = rows[(rows >= 0) & (rows < h)]
+        out = out.copy() if out is after else out
+        out[rows, : int(np.ceil(dx)) + 1] = True
+    if right and dx <= -0.5:
+        rows = np.nonzero(before[:, w - 1])[0] + sx
+        rows = rows[(rows >= 0) & (rows < h)]
+        out = out.copy() if out is after else out
+        out[rows, w - 1 - int(np.ceil(-dx)) :] = True
+    if top and dy >= 0.5:
+        cols = np.nonzero(before[0])[0] + sy
+        cols = cols[(cols >= 0) & (cols < w)]
+        out = out.copy() if out is after else out
+        out[: int(np.ceil(dy)) + 1, cols] = True
+    if bottom and dy <= -0.5:
+        cols = np.nonzero(before[h - 1])[0] + sy
+        cols = cols[(cols >= 0) & (cols < w)]
+        out = out.copy() if out is after else out
+        out[h - 1 - int(np.ceil(-dy)) :, cols] = True
+    return out
+
+
 def warp_points(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Apply a 2x3 transform to (N, 2) points."""
     if len(pts) == 0:
@@ -171,10 +214,11 @@ def follow(masks: Dict[int, np.ndarray], grays: List[np.ndarray], hop: int = 1) 
         prev, cur = grays[i0], grays[i1]
         for k in keys:  # a hop of several frames: its motion on the last of them
             out[k].extend(IDENTITY.copy() for _ in range(i1 - i0 - 1))
-        live = [k for k in keys if len(pts[k])]
+        before = {k: out[k][-(i1 - i0)] if len(out[k]) >= i1 - i0 else None for k in keys}  # the last hop's
+        live = [k for k in keys if len(pts[k]) >= MIN_SUPPORT or (len(pts[k]) and before[k] is None)]
         for k in keys:
-            if not len(pts[k]):
-                out[k].append(IDENTITY.copy())
+            if k not in live:  # (almost) no features left (gone behind something): on as it moved
+                out[k].append(IDENTITY.copy() if before[k] is None else before[k].copy())
         if not live:
             continue
         p0 = np.concatenate([pts[k] for k in live])
@@ -184,6 +228,8 @@ def follow(masks: Dict[int, np.ndarray], grays: List[np.ndarray], hop: int = 1) 
             n = len(pts[k])
             sel = ok[start : start + n]
             m, _ = fit_motion(p0[start : start + n][sel], p1[start : start + n][sel])
+            if int(sel.sum()) < MIN_SUPPORT and before[k] is not None:
+                m = before[k].copy()  # too few features left (going behind something): on as it moved
             out[k].append(m)
             pts[k] = p1[start : start + n][sel]
             start += n

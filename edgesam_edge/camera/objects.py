@@ -70,7 +70,10 @@ class TrackedObject:
     def geometry(self) -> Geometry:
         """Its state in the current frame, as the history keeps it."""
         if self.mask is not None:
-            return geometry_from_mask(self.mask, self.points, self.labels, self.box)
+            g = geometry_from_mask(self.mask, self.points, self.labels, self.box)
+            if self.model is not None:  # its whole box, for a search when only a part of it is seen
+                g.predicted = np.array(self.model.box())
+            return g
         if self.state == OCCLUDED and self.model is not None:
             return Geometry(points=self.points, labels=self.labels, predicted=np.array(self.model.box()))
         return Geometry(points=self.points, labels=self.labels, box=self.box)

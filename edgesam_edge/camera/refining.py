@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -85,6 +85,7 @@ class Refiner:
             peaks: Dict[int, float] = {}
             seen: List[Tuple[int, Geometry]] = []
             hidden: List[Hidden] = []
+            also: Set[int] = set()  # objects both re-prompted from their mask and looked for
             looks: Dict[int, Appearance] = {}
             for obj in self._objects.values():
                 if obj.look.hist is not None:
@@ -94,12 +95,19 @@ class Refiner:
                     continue
                 snapshot[obj.id] = g
                 peaks[obj.id] = obj.peak_area
+                size = obj.model.size if obj.model is not None else (0.0, 0.0)
                 if g.crop is None and obj.state in (OCCLUDED, LOST) and obj.look.hist is not None:
-                    size = obj.model.size if obj.model is not None else (0.0, 0.0)
                     hidden.append(Hidden(obj.id, obj.state, g.predicted, (float(size[0]), float(size[1])),
                                          float(obj.peak_area), looks[obj.id]))
                 else:
                     seen.append((obj.id, obj.last_good if obj.state == LOST and g.crop is None else g))
+                    if g.crop is not None and obj.look.hist is not None and obj.model is not None and (
+                            obj.state in (OCCLUDED, LOST) or g.area < PEAK_SHARE * obj.peak_area):
+                        # hidden since (its mask at f is stale) or only partly seen at f: also looked for,
+                        # in case its re-prompt from that mask finds another object or nothing
+                        hidden.append(Hidden(obj.id, OCCLUDED, g.predicted, (float(size[0]), float(size[1])),
+                                             float(obj.peak_area), looks[obj.id]))
+                        also.add(obj.id)
             stored = self._frames.get(f)
             if not seen and not hidden:
                 if self._objects:
@@ -112,7 +120,8 @@ class Refiner:
             p = prompt_for(g, oid, snapshot, shape, self.max_points, self.negatives, limit) if g is not None else None
             if p is not None:
                 rows.append((oid, p))
-        finds = candidates(hidden, snapshot, thumb, shape, self.searches, self.max_candidates, self.max_points > 0, limit)
+        others = {oid: g for oid, g in snapshot.items() if oid not in also}  # a searched object's own mask may be stale
+        finds = candidates(hidden, others, thumb, shape, self.searches, self.max_candidates, self.max_points > 0, limit)
         answers = self._decode_rows(rows + finds, embedding)
         results = self._seen_answers(rows, answers[: len(rows)], snapshot, peaks, shape)
         results = not_others(results, looks, thumb)
@@ -120,8 +129,11 @@ class Refiner:
         with self._lock:  # the display thread learns from the flow meanwhile
             self._depth.learn_from_answers(priors, {oid: r[0] for oid, r in results.items()})
         taken = np.zeros(shape, bool)
-        for oid, g in snapshot.items():
-            taken |= results[oid][0] if oid in results else g.full_mask(shape)
+        for oid, g in snapshot.items():  # a searched object's stale mask takes nothing, its answer does
+            if oid in results:
+                taken |= results[oid][0]
+            elif oid not in also:
+                taken |= g.full_mask(shape)
         found = verify(hidden, finds, answers[len(rows):], taken, thumb, looks, self.min_score, self.min_area)
         carried = self._follow_all({**{oid: r[0] for oid, r in results.items()}, **{oid: r[0] for oid, r in found.items()}}, f)
         with self._lock:

@@ -156,6 +156,7 @@ class Tracker(Refiner):
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._ids = itertools.count(1)
         self._index: Optional[int] = None  # last stepped frame index
+        self._index_before: Optional[int] = None  # the one before it
         self._shape: Optional[Tuple[int, int]] = None
         self._prev_gray: Optional[np.ndarray] = None
         self._last_image: Optional[np.ndarray] = None
@@ -356,6 +357,7 @@ class Tracker(Refiner):
         if start:
             p0 = np.concatenate(all_pts)
             p1, ok = flow.track_points(prev_gray, gray, p0)
+        self._index_before = self._index
         self._index = index
         before: Dict[int, np.ndarray] = {}
         moved: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
@@ -369,6 +371,14 @@ class Tracker(Refiner):
                 m, _ = flow.fit_motion(p0[a:b][sel], p1[a:b][sel])
                 if obj.state == TRACKED and obj.mask is not None:
                     before[obj.id], moved[obj.id], motions[obj.id] = obj.mask, (p0[a:b][sel], p1[a:b][sel]), m
+            if obj.state == TRACKED and obj.mask is not None and obj.model is not None and (
+                    b == a or (_leaving(obj.mask, obj.model.velocity, 3.0)
+                               and np.hypot(*_shift(m, obj.model.center)) < 0.3 * np.hypot(*obj.model.velocity))):
+                # no features left, or going out of the frame (what flow sees at the edge is the background
+                # it uncovers): it moves on at its velocity
+                m = flow.IDENTITY.copy()
+                gap = 1 if self._index_before is None else max(1, index - self._index_before)
+                m[:, 2] = obj.model.velocity * gap
             obj.motion[index] = m
             self._apply_motion(obj, m, index)
         if len(moved) > 1:
@@ -409,7 +419,7 @@ class Tracker(Refiner):
         if obj.box is not None:
             obj.box = warp_box(obj.box, m)
         if obj.state == TRACKED and obj.mask is not None:
-            obj.mask = flow.warp_mask(obj.mask, m)
+            obj.mask = flow.extrude(obj.mask, flow.warp_mask(obj.mask, m), m)  # grown where it comes into view
             area = int(obj.mask.sum())
             if obj.model is not None:
                 if area >= PEAK_SHARE * obj.peak_area:
@@ -420,6 +430,20 @@ class Tracker(Refiner):
                 obj.hide(f"area {area} px after flow")
         elif obj.state == OCCLUDED and obj.model is not None and obj.model.unseen_for(index) > self.occlusion_frames:
             obj.lose(f"not seen for {obj.model.unseen_for(index)} frames")
+
+
+def _leaving(mask: np.ndarray, velocity: np.ndarray, speed: float = 1.0) -> bool:
+    """Whether an object with ``mask`` (``(H, W)`` bool) touches a frame edge and moves out through it
+    at more than ``speed`` pixels per frame (``velocity``: (vx, vy))."""
+    vx, vy = float(velocity[0]), float(velocity[1])
+    return bool((vx < -speed and mask[:, 0].any()) or (vx > speed and mask[:, -1].any())
+                or (vy < -speed and mask[0].any()) or (vy > speed and mask[-1].any()))
+
+
+def _shift(m: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """How far (dx, dy) the 2x3 transform ``m`` moves ``point`` (x, y)."""
+    p = np.asarray(point, np.float64)
+    return m[:, :2] @ p + m[:, 2] - p
 
 
 def _inside(box: Box, shape: Tuple[int, int]) -> Optional[Box]:

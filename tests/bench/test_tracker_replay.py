@@ -23,3 +23,11 @@ def test_replay_with_the_oracle_is_repeatable_and_near_perfect():
             for _ in range(2)]
     assert runs[0] == runs[1]
     assert set(runs[0]["J"]) == {"1", "2", "3"} and runs[0]["mean"] > 0.9
+
+
+def test_carry_bound_is_exact_without_latency_and_below_one_with_it():
+    """Answers applied at once need no carrying (J 1); 300 ms late, what they did not see is missed."""
+    at_once = tracker_replay.carry_bound(0, 40, 1, 0, (320, 240), 3)
+    assert set(at_once["J"]) == {"1", "2", "3"} and at_once["mean"] == 1.0
+    late = tracker_replay.carry_bound(0, 90, 9, 9, (320, 240), 3)
+    assert 0.3 < late["mean"] < 1.0

@@ -8,13 +8,14 @@ unbounded objects and events, idle and slow sockets held forever, IPv6 loopback 
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import types
+from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -29,6 +30,9 @@ from edgesam_edge.camera.tracker import Track, Tracker
 from edgesam_edge.errors import InvalidPrompt
 
 from .helpers import BoxPredictor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _common import http_request  # noqa: E402  (the one raw-request helper, shared with benchmarks/live_attacks.py)
 
 W, H = 160, 120
 
@@ -87,23 +91,9 @@ def fed():
 def request(sink: MjpegSink, method: str, path: str, body: Optional[bytes] = None,
             headers: Optional[Dict[str, str]] = None, host: Optional[str] = None,
             timeout: float = 10.0) -> Tuple[int, Dict[str, str], bytes]:
-    """One HTTP request on a new connection; ``host`` overrides the Host header."""
-    conn = http.client.HTTPConnection(sink.host, sink.port, timeout=timeout)
-    try:
-        conn.putrequest(method, path, skip_host=host is not None, skip_accept_encoding=True)
-        if host is not None:
-            conn.putheader("Host", host)
-        hdrs = dict(headers or {})
-        if body is not None:
-            hdrs.setdefault("Content-Length", str(len(body)))
-        for k, v in hdrs.items():
-            conn.putheader(k, v)
-        conn.endheaders(body)
-        r = conn.getresponse()
-        data = r.read(2048) if path.split("?")[0] == "/stream" and r.status == 200 else r.read()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-    finally:
-        conn.close()
+    """One HTTP request on a new connection; ``host`` overrides the Host header (the stream: its first 2 KB)."""
+    limit = 2048 if path.split("?")[0] == "/stream" else None
+    return http_request(sink.host, sink.port, method, path, body, headers, host, timeout, limit)
 
 
 def post(sink: MjpegSink, body, path: str = "/prompt", ctype: str = "application/json", **kw):

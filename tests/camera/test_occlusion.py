@@ -37,6 +37,13 @@ class WalkBehind(SyntheticScene):
         return 320.0 + 10 * math.sin(index / 40), 240.0, 0.002 * index, 2.0
 
 
+def prompt_boxes(tracker, gt):
+    """Prompt every ground-truth object by its box; the tracker's ids are the ground truth's."""
+    for gid in sorted(gt):
+        x0, y0, x1, y1 = mask_box(gt[gid])
+        assert tracker.add(box=(x0, y0, x1 - 1, y1 - 1)) == gid
+
+
 def replay(scene, oracle, tracker, frames, every=9, lag=9, watch=None):
     """The live loop in lock step, as benchmarks/tracker_replay.py: every ``every``-th frame encoded, its
     answer applied ``lag`` frames later. Returns [(frame, ground truth, tracks)] per frame."""
@@ -46,9 +53,7 @@ def replay(scene, oracle, tracker, frames, every=9, lag=9, watch=None):
         oracle.observe(image, gt)
         tracker.step(image)
         if i == 0:
-            for gid in sorted(gt):
-                x0, y0, x1, y1 = mask_box(gt[gid])
-                assert tracker.add(box=(x0, y0, x1 - 1, y1 - 1)) == gid
+            prompt_boxes(tracker, gt)
             tracker.refine(oracle.encode(image), 0)
         while pending and pending[0][0] <= i:
             _, emb, f = pending.pop(0)
@@ -292,3 +297,130 @@ def test_the_live_loop_writes_the_occluded_state_and_the_id_comes_back(tmp_path)
     after = [s["state"] for f, s in state.items() if f >= max(hidden) + 40]
     assert after and set(after) == {"tracked"}
     assert stats["occluded_object_frames"] >= len(during) // 2 and stats["reacquired"] >= 1
+
+
+# -- issue 20, second round: what the photo scenes showed ------------------------------------------------
+
+
+def test_a_mask_coming_in_through_the_frames_edge_grows_by_the_strip_it_uncovers():
+    from edgesam_edge.camera.flow import IDENTITY, extrude, warp_mask
+
+    before = np.zeros((60, 80), bool)
+    before[20:40, 0:10] = True  # the visible part of an object coming in from the left
+    right = IDENTITY.copy()
+    right[0, 2] = 5.0
+    grown = extrude(before, warp_mask(before, right), right)
+    assert grown[20:40, 0:15].all() and not grown[:20].any() and not grown[40:].any()
+    left = IDENTITY.copy()
+    left[0, 2] = -5.0  # going out: nothing comes in
+    after = warp_mask(before, left)
+    assert np.array_equal(extrude(before, after, left), after) and after.sum() < before.sum()
+    inside = np.zeros((60, 80), bool)
+    inside[20:40, 30:40] = True  # away from the edges: flow alone
+    moved = warp_mask(inside, right)
+    assert np.array_equal(extrude(inside, moved, right), moved)
+    up = IDENTITY.copy()
+    up[1, 2] = -4.0
+    bottom = np.zeros((60, 80), bool)
+    bottom[52:60, 30:50] = True  # coming in from below
+    grown = extrude(bottom, warp_mask(bottom, up), up)
+    assert grown[48:60, 30:50].all()
+
+
+def test_a_late_answer_going_out_of_sight_is_carried_on_as_it_moved_not_left_behind():
+    from edgesam_edge.camera.flow import follow
+
+    rng = np.random.default_rng(1)
+    texture = rng.integers(0, 255, (40, 40)).astype(np.uint8)
+    texture = np.asarray(__import__("cv2").GaussianBlur(texture, (5, 5), 1.0))
+    grays, x = [], 20
+    for i in range(8):  # a textured square moving right 3 px a frame; from frame 4 on a flat wall hides it
+        g = np.full((100, 160), 128, np.uint8)
+        if i < 4:
+            g[30:70, x + 3 * i : x + 3 * i + 40] = texture
+        grays.append(g)
+    mask = np.zeros((100, 160), bool)
+    mask[30:70, 20:60] = True
+    steps = follow({1: mask}, grays)[1]
+    assert len(steps) == 7
+    assert abs(steps[0][0, 2] - 3.0) < 0.5
+    assert all(abs(m[0, 2] - 3.0) < 0.5 for m in steps[3:])  # no features left: on at 3 px a frame
+
+
+class LeaveLeft(SyntheticScene):
+    """One textured blob over the textured background, moving left out of the frame at 6 px/frame."""
+
+    def __init__(self):
+        super().__init__(320, 240, objects=1, seed=4, motion="static")
+
+    def pose(self, index, obj):
+        return 150.0 - 6.0 * index, 120.0, 0.0, 1.0
+
+
+def test_an_object_leaving_the_frame_leaves_no_mask_behind_on_the_background():
+    scene = LeaveLeft()
+    oracle = GroundTruthOracle()
+    tracker = Tracker(oracle)
+    gone = None
+    for i in range(70):  # one answer, at frame 0; flow alone after it
+        image, gt = scene.render(i)
+        oracle.observe(image, gt)
+        tracker.step(image)
+        if i == 0:
+            x0, y0, x1, y1 = mask_box(gt[1])
+            tracker.add(box=(x0, y0, x1 - 1, y1 - 1))
+            tracker.refine(oracle.encode(image), 0)
+            area0 = int(gt[1].sum())
+        if gone is None and not gt[1].any():
+            gone = i
+        if gone is not None and i >= gone + 3:
+            t = tracker.tracks()[0]
+            assert t.mask.sum() < 0.02 * area0, (i, int(t.mask.sum()), t.state)
+    assert gone is not None and gone < 60
+
+
+def test_an_object_whose_reprompt_finds_another_object_is_looked_for_in_the_same_answer():
+    from edgesam_edge.camera.geometry import geometry_from_mask
+
+    scene = SyntheticScene(320, 240, 2, 5, "static")
+    oracle = GroundTruthOracle()
+    tracker = Tracker(oracle)
+    for i in range(6):
+        image, gt = scene.render(i)
+        oracle.observe(image, gt)
+        tracker.step(image)
+        if i == 0:
+            prompt_boxes(tracker, gt)
+        if i < 5:
+            tracker.refine(oracle.encode(image), i)
+    assert [t.state for t in tracker.tracks()] == [TRACKED, TRACKED]
+    # object 2's mask at frame 5 drifted onto a corner of object 1 (as flow leaves a sliver at an occluder's
+    # edge): its re-prompt finds object 1, so that answer hides it, and the search finds it again at once
+    x0, y0, x1, y1 = mask_box(gt[1])
+    ghost = np.zeros_like(gt[1])
+    ghost[y0 : y0 + 12, x0 : x1] = gt[1][y0 : y0 + 12, x0 : x1]
+    obj = tracker._objects[2]
+    g = geometry_from_mask(ghost, obj.points, obj.labels)
+    g.predicted = np.array(obj.model.box())
+    obj.history[5] = g
+    assert tracker.refine(oracle.encode(image), 5) >= 1
+    t1, t2 = tracker.tracks()
+    assert t2.state == TRACKED and mask_iou(t2.mask, gt[2]) > 0.9
+    assert t1.state == TRACKED and mask_iou(t1.mask, gt[1]) > 0.9
+
+
+def test_the_appearance_search_points_inside_a_blob_at_the_frames_corner_not_at_the_corner():
+    from edgesam_edge.camera.appearance import Appearance, search, shrink_mask, thumbnail
+
+    rng = np.random.default_rng(0)
+    img = (rng.integers(100, 160, (240, 320, 1)) * np.ones((1, 1, 3))).astype(np.uint8)
+    img[0:40, 0:40] = (30, 60, 200)  # a patch of the object's colour in the corner
+    img[90:150, 130:190] = (30, 60, 200)  # the object
+    thumb = thumbnail(img)
+    look = Appearance()
+    m = np.zeros((240, 320), bool)
+    m[90:150, 130:190] = True
+    look.update(thumb, shrink_mask(m, thumb.shape))
+    found = search(thumb, look, (60.0, 60.0), count=2)
+    corner = [p for _, box, p in found if box[0] == 0 and box[1] == 0]
+    assert corner and 8 <= corner[0][0] <= 32 and 8 <= corner[0][1] <= 32  # inside the patch, not its edge
