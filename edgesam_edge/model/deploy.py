@@ -39,9 +39,10 @@ class DeployDecoder(nn.Module):
     negative, 2/3 box corners, -1 padding). Outputs: ``scores (B, 4)`` (stability
     score or IoU head), ``masks (B, 4, S/4, S/4)`` logits.
 
-    ``reassociate`` (default) runs the transformer's cross-attentions in the cheaper order
-    (:mod:`~edgesam_edge.model.fast_decoder`): the same outputs up to float rounding, about
-    1.5x fewer MACs; False keeps the official order (the official-style graphs of the benchmarks).
+    ``reassociate`` (default) computes the mask decoder in the cheaper order
+    (:mod:`~edgesam_edge.model.fast_decoder`: cross-attention and upscaling): the same outputs up
+    to float rounding, about 1.5x fewer MACs; False keeps the official order (the LiteRT export,
+    and the official-style graphs of the benchmarks).
     """
 
     def __init__(self, model: Sam, score: str = "stability", reassociate: bool = True) -> None:

@@ -116,8 +116,8 @@ def export_models(
 ) -> Dict[str, str]:
     """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``; returns role -> file name.
 
-    ``reassociate_decoder``: the decoder's cross-attentions in the cheaper order
-    (:mod:`~edgesam_edge.model.fast_decoder`; same inputs, outputs and answers).
+    ``reassociate_decoder``: the decoder in the cheaper order (:mod:`~edgesam_edge.model.fast_decoder`;
+    same inputs, outputs and answers).
     """
     s = int(model.image_encoder.img_size)
     grid = s // EMBED_STRIDE
@@ -141,7 +141,8 @@ def export_models(
             DECODER_SCORES: {0: AXIS_OBJECTS},
             DECODER_MASKS: {0: AXIS_OBJECTS},
         }
-        _export(DeployDecoder(model, score, reassociate_decoder).eval(), args, dec_path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset)
+        _export(DeployDecoder(model, score, reassociate_decoder).eval(), args, dec_path, DECODER_INPUTS,
+                DECODER_OUTPUTS, dynamic, opset)
     if simplify:
         for p in (enc_path, dec_path):
             logger.info("simplifying %s...", p.name)
@@ -243,8 +244,8 @@ def export_onnx(
         upsample: the encoder's stage-3 upsampling, "bilinear" (official export) or "bicubic".
         score: what the decoder's ``scores`` are: "stability" (official export) or "iou".
         opset: ONNX opset.
-        reparameterize: fold BatchNorm and RepVGG branches in the encoder and reassociate the decoder's
-            cross-attention (False gives the plain official-style graphs).
+        reparameterize: fold BatchNorm and RepVGG branches in the encoder and compute the decoder in
+            the cheaper order (False gives the plain official-style graphs).
         simplify: constant-fold and simplify with onnxslim.
         precision: "fp32", or "fp16": weights stored as float16 (half the file size), cast back to
             float32 when the runtime loads the graph, so inputs, outputs and arithmetic stay float32.
