@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 from typing import Any, Dict, Iterable, Optional
 
 from ..engines.base import get_backend
 from ..sysinfo import board_model, cpu_info, cpu_vendor, gpu_info, package_versions
 
-__all__ = ["collect_device", "collect_versions", "now_utc"]
+__all__ = ["collect_device", "collect_versions", "load_average", "now_utc"]
 
 
 def collect_device() -> Dict[str, Any]:
@@ -48,3 +49,11 @@ def collect_versions(backends: Iterable[str] = ()) -> Dict[str, Optional[str]]:
 def now_utc() -> str:
     """The current UTC time, ISO 8601 with a Z suffix."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average, rounded to 0.01 (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return None

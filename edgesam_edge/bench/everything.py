@@ -17,7 +17,6 @@ timed alone and the comparison is reported as not measured, with the reason.
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import EdgeSamError
+from .device import load_average
 from .stats import summarize
 
 logger = logging.getLogger(__name__)
@@ -208,13 +208,6 @@ def resolve_official(bundle: Union[str, Path], official_dir: Optional[Union[str,
                   "(an official ONNX folder, `edgesam weights download --onnx`)")
 
 
-def _load_average() -> Optional[float]:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # pragma: no cover - Windows
-        return None
-
-
 def measure_everything(bundle: Union[str, Path], backend: str, precision: str, image: np.ndarray,
                        official_dir: Optional[Union[str, Path]] = None, points_per_side: int = 32,
                        runs: int = 1, warmup: int = 0, threads: Optional[int] = None, pause: float = 0.1,
@@ -248,7 +241,7 @@ def measure_everything(bundle: Union[str, Path], backend: str, precision: str, i
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise EdgeSamError(f"{name} {value!r} must be an integer >= {low}")
     official_root, note = resolve_official(bundle, official_dir)
-    load_before = _load_average()
+    load_before = load_average()
     h, w = image.shape[:2]
     options = {"threads": threads} if threads else {}
     pred = Predictor.load(bundle, backend=backend, precision=precision, **options)
@@ -300,7 +293,7 @@ def measure_everything(bundle: Union[str, Path], backend: str, precision: str, i
         result["agreement"] = None
     result["ms"] = ms
     result["counts"] = counts
-    result["load_average"] = {"before": load_before, "after": _load_average()}
+    result["load_average"] = {"before": load_before, "after": load_average()}
     return result
 
 

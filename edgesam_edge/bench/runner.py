@@ -22,7 +22,6 @@ with at least one sample and ``"interrupted": true``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from ..imageio import read_image
 from ..predictor import Predictor, select_backend
 from ..progress import progress_bar
 from ..sysinfo import physical_cores
-from .device import collect_device, collect_versions, now_utc
+from .device import collect_device, collect_versions, load_average, now_utc
 from .everything import measure_everything, resolve_official
 from .live import measure_live
 from .macs import count_macs
@@ -208,7 +207,7 @@ class BenchRun:
             resolve_official(self.targets[0].path, self.config.official_dir)
         self.interrupted = False
         self.command: Optional[str] = None
-        self._load_before = _load_average()
+        self._load_before = load_average()
 
     # -- measuring ----------------------------------------------------------------------
     def run(self) -> Dict[str, Any]:
@@ -413,7 +412,7 @@ class BenchRun:
             "precision_requested": cfg.precision,
             "input_size": sorted({t.bundle.input_size for t in self.targets}),
             "bundles": bundles,
-            "load_average": {"before": self._load_before, "after": _load_average()},
+            "load_average": {"before": self._load_before, "after": load_average()},
         }
         rss = [v for v in self._rss.values() if v is not None]
         report: Dict[str, Any] = {
@@ -431,14 +430,6 @@ class BenchRun:
         if self.interrupted:
             report["interrupted"] = True
         return report
-
-
-def _load_average() -> Optional[float]:
-    """The 1-minute load average (None where the OS has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # pragma: no cover - Windows
-        return None
 
 
 def _stage_rank(stage: str) -> int:
