@@ -1,4 +1,4 @@
-"""What several benchmark scripts share: seed lists, writing the result JSON, one raw HTTP request.
+"""What several benchmark scripts share: seed lists, writing the result JSON, raw HTTP clients.
 
 The scripts run as ``python benchmarks/NAME.py``, so this folder is on ``sys.path`` and they
 ``from _common import ...``.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 
 def parse_seeds(text: str) -> List[int]:
@@ -52,3 +54,42 @@ def http_request(host: str, port: int, method: str, path: str, body: Optional[by
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
     finally:
         conn.close()
+
+
+def read_all(s: socket.socket,
+             stop: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = OSError) -> bytes:
+    """Everything the peer sends until it closes, or until ``s.recv`` raises ``stop``."""
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except stop:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def trickle(s: socket.socket, padding: int, per_byte: float, give_up: float) -> Tuple[bool, float]:
+    """Send a GET's header one byte at a time (a header of ``padding`` bytes at the end), waiting up to
+    ``per_byte`` seconds after each for the server to close, for at most ``give_up`` seconds.
+
+    Returns:
+        ``(closed, seconds)``: whether the server closed the connection, and when. ``s`` is closed after.
+    """
+    s.settimeout(per_byte)
+    t0 = time.monotonic()
+    closed = False
+    for ch in b"GET /tracks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * padding:
+        try:
+            s.sendall(bytes([ch]))
+            closed = s.recv(1024) == b""
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+        if closed or time.monotonic() - t0 > give_up:
+            break
+    s.close()
+    return closed, time.monotonic() - t0

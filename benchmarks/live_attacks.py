@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from _common import http_request
+from _common import http_request, read_all
+from _common import trickle as trickle_request
 
 HOSTILE = [b'{"x": NaN, "y": 5, "label": 0}', b'{"x": 5, "y": 5, "label": Infinity}', b'{"x": 1e999, "y": 5}',
            b'{"x": "5", "y": 5}', b'{"x": true, "y": 5}', b'{"box": [0, 0, NaN, 5]}', b'{"box": [50, 50, 10, 10]}',
@@ -78,19 +79,6 @@ class Client:
 
     def sock(self, timeout: float = 30.0) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-
-
-def read_all(s: socket.socket) -> bytes:
-    out = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
 
 
 def attacks(c: Client, max_objects: int) -> List[Tuple[str, Callable[[], Dict[str, Any]]]]:
@@ -148,22 +136,8 @@ def attacks(c: Client, max_objects: int) -> List[Tuple[str, Callable[[], Dict[st
                 "ok": time.monotonic() - t0 < 30}
 
     def trickle() -> Dict[str, Any]:
-        s = c.sock()
-        s.settimeout(0.5)
-        t0 = time.monotonic()
-        closed = False
-        for ch in b"GET /tracks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * 200:
-            try:
-                s.sendall(bytes([ch]))
-                closed = s.recv(1024) == b""
-            except socket.timeout:
-                pass
-            except OSError:
-                closed = True
-            if closed or time.monotonic() - t0 > 40:
-                break
-        s.close()
-        return {"closed_after_s": round(time.monotonic() - t0, 1), "ok": closed}
+        closed, seconds = trickle_request(c.sock(), 200, 0.5, 40)
+        return {"closed_after_s": round(seconds, 1), "ok": closed}
 
     def smuggle() -> Dict[str, Any]:
         inner = b"GET /frame.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

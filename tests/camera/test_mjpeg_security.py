@@ -32,7 +32,7 @@ from edgesam_edge.errors import InvalidPrompt
 from .helpers import BoxPredictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from _common import http_request  # noqa: E402  (the one raw-request helper, shared with benchmarks/live_attacks.py)
+from _common import http_request, read_all, trickle  # noqa: E402  (raw clients shared with benchmarks/live_attacks.py)
 
 W, H = 160, 120
 
@@ -384,16 +384,7 @@ def _connect(sink, timeout=10.0):
 
 
 def _read_all(s: socket.socket) -> bytes:
-    out = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
+    return read_all(s, (ConnectionResetError, socket.timeout))
 
 
 def test_a_body_never_sent_times_out(fed):
@@ -422,23 +413,8 @@ def test_an_idle_socket_is_closed(fed):
 def test_a_trickling_client_is_closed_at_the_request_deadline(fed):
     """One header byte every 0.2 s never trips a per-read timeout; the request deadline ends it."""
     sink = fed(request_timeout=1.0)
-    s = _connect(sink)
-    s.settimeout(0.2)
-    t0 = time.monotonic()
-    closed = False
-    for ch in b"GET /tracks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * 100:
-        try:
-            s.sendall(bytes([ch]))
-            if s.recv(1024) == b"":
-                closed = True
-        except socket.timeout:
-            pass
-        except OSError:
-            closed = True
-        if closed or time.monotonic() - t0 > 8:
-            break
-    s.close()
-    assert closed and time.monotonic() - t0 < 6, "a trickling client kept its connection"
+    closed, seconds = trickle(_connect(sink), 100, 0.2, 8)
+    assert closed and seconds < 6, "a trickling client kept its connection"
 
 
 def test_connections_are_capped_with_503(fed):
