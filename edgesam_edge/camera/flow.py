@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 __all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "IDENTITY",
-           "mask_box", "interior_points", "follow", "extrude", "MIN_SUPPORT"]
+           "mask_box", "interior_points", "follow", "extrude", "shift", "MIN_SUPPORT"]
 
 #: 2x3 identity transform.
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
@@ -124,42 +124,37 @@ def warp_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
+def shift(m: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """How far ``(dx, dy)`` the 2x3 transform ``m`` moves ``point`` ``(x, y)``: float64 (2,)."""
+    p = np.asarray(point, np.float64)
+    return m[:, :2] @ p + m[:, 2] - p
+
+
 def extrude(before: np.ndarray, after: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``after`` (``warp_mask(before, m)``, HxW bool) grown back to the frame's edges the object comes in
     through: where ``before`` touched an edge and ``m`` moves it inwards, the strip it uncovers along that
     edge is the part of the object that came into view (its cross-section at the edge continued).
     Returns a new HxW bool mask (``after`` itself when nothing comes in)."""
-    h, w = before.shape
-    left, right, top, bottom = before[:, 0].any(), before[:, w - 1].any(), before[0].any(), before[h - 1].any()
-    if not (left or right or top or bottom):  # the usual case, checked on the edges alone
+    if not (before[:, 0].any() or before[:, -1].any() or before[0].any() or before[-1].any()):
+        return after  # the usual case, checked on the edges alone
+    x0, y0, x1, y1 = mask_box(before)  # type: ignore[misc]  (not empty: it touches an edge)
+    dx, dy = shift(m, np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0]))
+
+    def edges(a: np.ndarray) -> Tuple[np.ndarray, ...]:
+        """Views of ``a`` with its left, right, top and bottom edge as the first column (writable)."""
+        return a, a[:, ::-1], a.T, a.T[:, ::-1]
+
+    fills = []  # (edge, indices along it, depth)
+    for k, (b, inwards, along) in enumerate(zip(edges(before), (dx, -dx, dy, -dy), (dy, dy, dx, dx))):
+        if inwards >= 0.5 and b[:, 0].any():
+            idx = np.nonzero(b[:, 0])[0] + int(round(along))
+            fills.append((k, idx[(idx >= 0) & (idx < b.shape[0])], int(np.ceil(inwards)) + 1))
+    if not fills:
         return after
-    box = mask_box(before)
-    assert box is not None
-    x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    dx, dy = m[:, :2] @ np.array([cx, cy]) + m[:, 2] - np.array([cx, cy])
-    out = after
-    sx, sy = int(round(dy)), int(round(dx))  # the edge profiles move along the edges by these
-    if left and dx >= 0.5:
-        rows = np.nonzero(before[:, 0])[0] + sx
-        rows = rows[(rows >= 0) & (rows < h)]
-        out = out.copy() if out is after else out
-        out[rows, : int(np.ceil(dx)) + 1] = True
-    if right and dx <= -0.5:
-        rows = np.nonzero(before[:, w - 1])[0] + sx
-        rows = rows[(rows >= 0) & (rows < h)]
-        out = out.copy() if out is after else out
-        out[rows, w - 1 - int(np.ceil(-dx)) :] = True
-    if top and dy >= 0.5:
-        cols = np.nonzero(before[0])[0] + sy
-        cols = cols[(cols >= 0) & (cols < w)]
-        out = out.copy() if out is after else out
-        out[: int(np.ceil(dy)) + 1, cols] = True
-    if bottom and dy <= -0.5:
-        cols = np.nonzero(before[h - 1])[0] + sy
-        cols = cols[(cols >= 0) & (cols < w)]
-        out = out.copy() if out is after else out
-        out[h - 1 - int(np.ceil(-dy)) :, cols] = True
+    out = after.copy()
+    views = edges(out)
+    for k, idx, depth in fills:
+        views[k][idx, :depth] = True
     return out
 
 

@@ -373,7 +373,7 @@ class Tracker(Refiner):
                     before[obj.id], moved[obj.id], motions[obj.id] = obj.mask, (p0[a:b][sel], p1[a:b][sel]), m
             if obj.state == TRACKED and obj.mask is not None and obj.model is not None and (
                     b == a or (_leaving(obj.mask, obj.model.velocity, 3.0)
-                               and np.hypot(*_shift(m, obj.model.center)) < 0.3 * np.hypot(*obj.model.velocity))):
+                               and np.hypot(*flow.shift(m, obj.model.center)) < 0.3 * np.hypot(*obj.model.velocity))):
                 # no features left, or going out of the frame (what flow sees at the edge is the background
                 # it uncovers): it moves on at its velocity
                 m = flow.IDENTITY.copy()
@@ -438,12 +438,6 @@ def _leaving(mask: np.ndarray, velocity: np.ndarray, speed: float = 1.0) -> bool
     vx, vy = float(velocity[0]), float(velocity[1])
     return bool((vx < -speed and mask[:, 0].any()) or (vx > speed and mask[:, -1].any())
                 or (vy < -speed and mask[0].any()) or (vy > speed and mask[-1].any()))
-
-
-def _shift(m: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """How far (dx, dy) the 2x3 transform ``m`` moves ``point`` (x, y)."""
-    p = np.asarray(point, np.float64)
-    return m[:, :2] @ p + m[:, 2] - p
 
 
 def _inside(box: Box, shape: Tuple[int, int]) -> Optional[Box]:
