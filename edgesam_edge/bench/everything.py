@@ -101,7 +101,8 @@ def official_style_generate(pipe: Any, image: np.ndarray, points_per_side: int =
     import cv2
 
     from ..everything.crops import build_point_grid, xyxy_to_xywh
-    from ..everything.masks import Patch, box_nms, masks_to_boxes, rle_area, stability_scores, uncompressed_rle
+    from ..camera.rle import area as rle_area
+    from ..everything.masks import Patch, box_nms, masks_to_boxes, stability_scores, uncompressed_rle
 
     t0 = time.perf_counter()
     pipe.set_image(image)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Patch", "upscale_logits", "Upscaler", "stability_scores", "masks_to_boxes", "box_nms",
-           "remove_small_regions", "uncompressed_rle", "rle_area"]
+           "remove_small_regions", "uncompressed_rle"]
 
 
 @dataclass(frozen=True)
@@ -288,8 +288,3 @@ def uncompressed_rle(patch: Patch, height: int, width: int) -> Dict[str, object]
     parts.append(np.array([total], np.int64))
     counts = np.diff(np.concatenate(parts))
     return {"size": [int(height), int(width)], "counts": [int(c) for c in counts]}
-
-
-def rle_area(rle: Dict[str, object]) -> int:
-    """Foreground pixels of an uncompressed RLE (the sum of its odd runs)."""
-    return int(sum(rle["counts"][1::2]))  # type: ignore[index]
