@@ -18,6 +18,9 @@ post-processing / total:
 - ``ours``: ``AutomaticMaskGenerator(Predictor.load(bundle, backend="onnxruntime",
   precision="fp32"))``, defaults (64 prompts per decoder call).
 - ``ours-1-per-call``: the same with ``points_per_batch=1``: what batching alone gives.
+- ``ours-default``: the default ``Predictor`` (``backend="auto"``, ``precision="auto"``: on a
+  CPU with bf16, OpenVINO with the encoder and the decoder's upscaling and head in bf16, once its
+  fidelity check passed), defaults otherwise: what a user gets without choosing anything.
 
 The records of ``ours`` are compared with the official-style ones (counts, the share matched
 at mask IoU >= 0.9, the worst match, score differences), so the speed-up is for the same
@@ -91,6 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--runs", type=int, default=2, help="interleaved timed rounds (default 2)")
     p.add_argument("--warmup", type=int, default=0, help="untimed rounds first (default 0)")
     p.add_argument("--no-single", action="store_true", help="skip the ours-1-per-call variant")
+    p.add_argument("--no-default", action="store_true", help="skip the ours-default variant")
     p.add_argument("--pause", type=float, default=0.1, help="idle seconds before each timed call (default 0.1)")
     p.add_argument("--json", help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -117,6 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = dict(points_per_side=args.points_per_side, stability_score_thresh=args.stability_score_thresh)
         ours = AutomaticMaskGenerator(pred, **settings)
         single = AutomaticMaskGenerator(pred, points_per_batch=1, **settings)
+        default = None if args.no_default else Predictor.load(paths["bundle"], resize="exact")
         last: Dict[str, Any] = {}
 
         def run_ours(gen: AutomaticMaskGenerator, name: str) -> Callable[[], Dict[str, float]]:
@@ -133,12 +138,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         fns = {"official-style": run_official, "ours": run_ours(ours, "ours")}
         if not args.no_single:
             fns["ours-1-per-call"] = run_ours(single, "ours-1-per-call")
+        if default is not None:
+            _log(f"ours-default: {default.backend_name} {default.precision} ({default.selection['source']})")
+            fns["ours-default"] = run_ours(AutomaticMaskGenerator(default, **settings), "ours-default")
         h, w = image.shape[:2]
         _log(f"{w}x{h} image, {args.points_per_side}x{args.points_per_side} grid, S = {pred.input_size}: "
              f"{args.runs} interleaved rounds of {', '.join(fns)}")
         samples = interleave(fns, args.runs, args.warmup, args.pause)
         counts = dict(ours.last_counts)
         pred.close()
+        chosen = None
+        if default is not None:
+            chosen = {"backend": default.backend_name, "precision": default.precision,
+                      "decoder_precision": getattr(default.decoder, "precision", None),
+                      "source": default.selection["source"]}
+            default.close()
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     stages = ("encoder", "decoder", "postprocess", "total")
@@ -158,9 +172,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "target_ratio": TARGET_RATIO, "met": ratios["ours"] >= TARGET_RATIO,
         "ours_counts": counts, "agreement": agree,
     }
+    if "ours-default" in samples:
+        report["default_predictor"] = chosen
+        report["met_default"] = ratios["ours-default"] >= TARGET_RATIO
+        report["agreement_default"] = agreement(last["ours-default"], last["official-style"])
     print("\n".join(everything_table(result, ratios)))
     print(f"decoder alone: official-style / ours = {decoder_ratio:.2f}; records {json.dumps(agree)}")
     print(f"target >= {TARGET_RATIO}x: {'met' if report['met'] else 'NOT met'} ({ratios['ours']:.2f}x)")
+    if "ours-default" in samples:
+        print(f"default Predictor ({json.dumps(chosen)}): {'met' if report['met_default'] else 'NOT met'} "
+              f"({ratios['ours-default']:.2f}x); records {json.dumps(report['agreement_default'])}")
     if args.json:
         from edgesam_edge.atomic import write_text_atomic
         from edgesam_edge.jsonsafe import dumps

@@ -35,6 +35,13 @@ DECODER_SCORES = "scores"
 DECODER_MASKS = "masks"
 DECODER_OUTPUTS = (DECODER_SCORES, DECODER_MASKS)
 
+#: Manifest entry of an ONNX bundle: the decoder graph's tensors where its two-way transformer hands over
+#: to the upscaling and heads (written by the exporter; a runtime may cut the decoder there to run the
+#: two parts in different precisions).
+MANIFEST_DECODER_HANDOVER = "decoder_transformer_outputs"
+#: Prefixes of tensor names inside the two branches of a decoder switched on B (one prompt, batches).
+BRANCH_PREFIXES = ("single/", "batch/")
+
 #: Dynamic axis names of the decoder (objects in one batch, points per object).
 AXIS_OBJECTS = "num_objects"
 AXIS_POINTS = "num_points"

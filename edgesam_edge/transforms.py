@@ -144,14 +144,18 @@ def normalize_pad(resized: np.ndarray, size: int, out: Optional[np.ndarray] = No
         out = np.zeros((1, size, size, 3) if nhwc else (1, 3, size, size), np.float32)
     else:
         out[...] = 0.0
-    if nhwc:  # the image's own layout, no transpose; rows as (h, w*3) so numpy's inner loops are long
-        rows = out[0, :h, :w].reshape(h, w * 3)
-        np.subtract(resized.reshape(h, w * 3), np.tile(_MEAN, w), out=rows, dtype=np.float32)
-        rows *= np.tile(_INV_STD, w)
+    # OpenCV's saturating arithmetic, each channel into its place in ``out``: (x - mean) in float32, then
+    # * (1 / std) in float32, the same values as numpy's (x - mean) * inv_std, in about half the time
+    if nhwc:  # the image's own layout, no transpose
+        dst = out[0, :h, :w]
+        cv2.subtract(np.ascontiguousarray(resized), tuple(float(m) for m in _MEAN) + (0.0,), dst=dst,
+                     dtype=cv2.CV_32F)
+        cv2.multiply(dst, tuple(float(v) for v in _INV_STD) + (0.0,), dst=dst)
         return out
-    chw = np.transpose(resized, (2, 0, 1))
-    np.subtract(chw, _MEAN[:, None, None], out=out[0, :, :h, :w], dtype=np.float32)
-    out[0, :, :h, :w] *= _INV_STD[:, None, None]
+    for c, plane in enumerate(cv2.split(np.ascontiguousarray(resized))):
+        dst = out[0, c, :h, :w]
+        cv2.subtract(plane, float(_MEAN[c]), dst=dst, dtype=cv2.CV_32F)
+        cv2.multiply(dst, float(_INV_STD[c]), dst=dst)
     return out
 
 

@@ -44,6 +44,28 @@ def test_prepare_normalises_and_pads():
     assert y is buf and np.all(buf[0, :, :, 128:] == 0)
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("h, w", [(1024, 768), (600, 1024), (7, 5)])
+def test_normalisation_is_the_float32_formula_bit_for_bit(layout, h, w):
+    """OpenCV computes (x - mean) * (1 / std) in float32 exactly as numpy would (the values the reference
+    outputs were checked with), into a reused buffer whose stale values are cleared."""
+    rng = np.random.default_rng(h + w)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    size = max(h, w) + 3
+    mean = np.asarray(PIXEL_MEAN, np.float32)[:, None, None]
+    inv_std = (1.0 / np.asarray(PIXEL_STD, np.float64)).astype(np.float32)[:, None, None]
+    want = np.zeros((1, 3, size, size), np.float32)
+    want[0, :, :h, :w] = (np.transpose(img, (2, 0, 1)).astype(np.float32) - mean) * inv_std
+    if layout == "NHWC":
+        want = want.transpose(0, 2, 3, 1)
+    buf = np.full(want.shape, np.nan, np.float32)
+    got = T.normalize_pad(img, size, out=buf, layout=layout)
+    assert got is buf
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(T.normalize_pad(img[:, ::-1], size, layout=layout),  # a strided view
+                                  T.normalize_pad(np.ascontiguousarray(img[:, ::-1]), size, layout=layout))
+
+
 def test_channels_last_input_is_the_same_numbers():
     img = np.random.default_rng(0).integers(0, 256, (100, 70, 3), dtype=np.uint8)
     nchw = T.prepare(img, 128)

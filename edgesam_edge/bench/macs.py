@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..errors import BackendUnavailable, BundleError
+from ..names import DECODER_POINT_COORDS
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,17 @@ def _shape_table(graph: Any) -> Dict[str, Shape]:
     return shapes
 
 
+def _branch_that_runs(model: Any, input_shapes: Mapping[str, Sequence[int]], dynamic_default: int) -> Any:
+    """A decoder switched on B (:mod:`~edgesam_edge.builders.batch_switch`) as the plain graph that runs for
+    the B of ``input_shapes`` (else ``dynamic_default``); any other model as it is."""
+    from ..builders.batch_switch import branch_for, branch_of, has_batch_switch
+
+    if not has_batch_switch(model):
+        return model
+    b = (list(input_shapes.get(DECODER_POINT_COORDS, ())) or [dynamic_default])[0]
+    return branch_of(model, branch_for(b))
+
+
 def _attr(node: Any, name: str, default: int) -> int:
     for a in node.attribute:
         if a.name == name:
@@ -199,6 +211,7 @@ def count_macs(
         from onnx import inliner
 
         proto = inliner.inline_local_functions(proto)
+    proto = _branch_that_runs(proto, input_shapes or {}, dynamic_default)
     _fix_inputs(proto, input_shapes or {}, dynamic_default)
     try:
         inferred = shape_inference.infer_shapes(proto, data_prop=True)

@@ -38,6 +38,7 @@ from ..errors import BundleError, EdgeSamError, ExportError
 from ..names import (DECODER_EMBEDDINGS, DECODER_POINT_COORDS, DECODER_POINT_LABELS, EMBED_DIM, EMBED_STRIDE,
                      SCORE_TYPES, UPSAMPLE_MODES)
 from ..sysinfo import package_versions
+from .batch_switch import plain_decoder_file
 from .onnx_precision import convert_file_to_fp16, has_qdq
 
 logger = logging.getLogger(__name__)
@@ -282,14 +283,20 @@ def build_engines(
 
     with staging_dir(out_dir, force) as tmp:
         for role, onnx_path in sources.items():
-            graph = onnx_path
+            scratch = []
+            graph = Path(onnx_path)
+            if role == "decoder":  # TensorRT rejects If: build from the batch branch of a switched decoder
+                graph = plain_decoder_file(graph, tmp / ".decoder.plain.onnx", "batch")
+                scratch.append(graph)
             if plan.fp16_graph:
-                graph = convert_file_to_fp16(onnx_path, tmp / f".{role}.fp16.onnx")
-            engine = _build_one(trt, Path(graph), role, plan, workspace_mb,
+                graph = Path(convert_file_to_fp16(graph, tmp / f".{role}.fp16.onnx"))
+                scratch.append(graph)
+            engine = _build_one(trt, graph, role, plan, workspace_mb,
                                 profile if role == "decoder" else None, verbose)
             (tmp / ENGINE_FILES[role]).write_bytes(engine)
-            if graph != onnx_path:
-                Path(graph).unlink()
+            for path in scratch:
+                if path != Path(onnx_path):
+                    path.unlink(missing_ok=True)
         upsample = src.upsample if src.upsample in UPSAMPLE_MODES else "bilinear"
         score = src.score if src.score in SCORE_TYPES else "stability"
         if src.official:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..builders.batch_switch import plain_decoder_file
 from ..bundle import MANIFEST, Bundle, add_artifact, check_output_dir, load_bundle, staging_dir, utc_now, \
     write_json_atomic
 from ..errors import BundleError, EdgeSamError
@@ -272,7 +273,9 @@ def _calibrate_decoder(run: _Run, chosen: SearchPoint, encoder_met: bool) -> _De
     qdq = run.work / "decoder.qdq.onnx"
     rt = run.work / "decoder.int8.onnx"
     try:
-        _quantize_first(run.bundle.artifact("decoder"), qdq, config, reader, ranges, run.work)
+        # a decoder switched on B is quantised on its batch branch (one plain graph, as TensorRT builds it)
+        plain = plain_decoder_file(run.bundle.artifact("decoder"), run.work / "decoder.plain.onnx", "batch")
+        _quantize_first(plain, qdq, config, reader, ranges, run.work)
     finally:
         bar.close()
     save_model(to_runtime_graph(load_model(qdq), exact_u8=int8_dot_saturates()), rt)

@@ -10,10 +10,13 @@ compiles them for this CPU, in the precision asked for:
 - ``"fp16"``: the encoder in float16 arithmetic, on CPUs with AVX512-FP16 / AMX-FP16 or
   Armv8.2 half-precision (``asimdhp``: Raspberry Pi 5, Jetson Orin) only.
 
-  With a reduced float the decoder stays fp32 (``decoder_precision`` overrides): it is a
-  small share of the time and the most sensitive part. On the demo model, the sample photo
-  and 32 prompts, against fp32: encoder bf16 mean mask IoU 0.992 (min 0.964); encoder
-  and decoder bf16 0.985 (min 0.857).
+  With a reduced float the decoder's two-way transformer stays fp32 (the most sensitive part) and
+  its upscaling and mask head, half of its work per prompt, run in the reduced precision: the
+  decoder graph is compiled as two models cut where the transformer hands over
+  (``decoder_precision`` overrides: "fp32" keeps all of it fp32, "bf16"/"fp16" all of it
+  reduced). On the demo model, the sample photo and 32 prompts, against fp32: encoder bf16 mean
+  mask IoU 0.992 (min 0.964); plus the decoder's upscaling and head in bf16 0.991 (min 0.955);
+  the whole decoder in bf16 0.978 (min 0.889).
 - ``"int8"``: an INT8 bundle from ``edgesam calibrate``. OpenVINO runs its Q/DQ
   encoder (``encoder.qdq.onnx``, the artifact TensorRT builds from too) as it is,
   so one calibration serves ONNX Runtime, TensorRT and OpenVINO; the decoder is the
@@ -27,23 +30,27 @@ Compiled models are cached in ``<user cache dir>/openvino`` (OpenVINO's
 start-up skips compilation (benchmarks/README.md, "OpenVINO"). Threads = physical
 cores, the latency hint (one stream). The decoder keeps the graph's dynamic B (objects)
 and N (points); a (B, N) it is called with again gets a static-shape copy compiled in the
-background, which OpenVINO runs faster (about 30% at K = 1 here).
+background, which OpenVINO runs faster (about 30% at K = 1 here). A decoder exported by this
+package switches on B between a single-prompt and a batch order of its transformer
+(:mod:`edgesam_edge.builders.batch_switch`); OpenVINO folds the switch in a static-shape copy.
 
 Only numpy and ``openvino`` are imported, and ``openvino`` only when a bundle is opened.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import BundleError, EdgeSamError, first_line
-from ..names import DECODER_EMBEDDINGS, DECODER_INPUTS, DECODER_OUTPUTS, DECODER_POINT_COORDS
+from ..names import (BRANCH_PREFIXES, DECODER_EMBEDDINGS, DECODER_INPUTS, DECODER_OUTPUTS, DECODER_POINT_COORDS,
+                     MANIFEST_DECODER_HANDOVER)
 from ..paths import cache_dir
 from ..sysinfo import BF16_FLAGS, FP16_FLAGS_ARM, FP16_FLAGS_X86, native_precisions, physical_cores
 from .base import Backend, BackendInfo, Decoder, Encoder, probe_modules, register_backend, require_module
@@ -51,13 +58,16 @@ from .base import Backend, BackendInfo, Decoder, Encoder, probe_modules, registe
 logger = logging.getLogger(__name__)
 
 __all__ = ["OpenVinoBackend", "OpenVinoEncoder", "OpenVinoDecoder", "compile_config", "artifacts", "EXTRA",
-           "INFERENCE_PRECISION", "OPTIONS"]
+           "INFERENCE_PRECISION", "OPTIONS", "split_decoder", "inline_branch",
+           "compile_decoder"]
 
 EXTRA = "openvino"
 OPTIONS = ("threads", "precision", "decoder_precision", "cache", "hint", "device", "static_shapes")
 #: Our precision names -> OpenVINO's ``INFERENCE_PRECISION_HINT`` for the float parts of a graph.
 INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 HINTS = ("LATENCY", "THROUGHPUT")
+#: Names the cut tensors of a mixed-precision decoder get between its two compiled models.
+HANDOVER = "handover"
 
 PathLike = Union[str, Path]
 
@@ -142,6 +152,132 @@ class _Request:
             self.compiled = None
 
 
+class _SplitRequest:
+    """A decoder compiled as two models: ``front`` (inputs -> the transformer's outputs) and ``head``
+    (those -> scores, masks), each in its own precision. The transformer's outputs pass from one
+    request to the other as OpenVINO tensors, not copied."""
+
+    def __init__(self, front: _Request, head: _Request) -> None:
+        self.front, self.head = front, head
+        self.path = front.path
+        self.compiled = head.compiled
+        self.inputs = front.inputs
+        self.outputs = head.outputs
+        self._mids = [(i, f"{HANDOVER}{i}") for i in range(len(front.compiled.outputs))]
+        self._lock = threading.Lock()
+
+    def __call__(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        with self._lock:
+            front, head = self.front.request, self.head.request
+            if front is None or head is None:
+                raise _Closed(f"{self.path}: the model is closed")
+            front.infer(feeds, share_inputs=True)
+            for index, name in self._mids:
+                head.set_tensor(name, front.get_output_tensor(index))
+            rest = {k: v for k, v in feeds.items() if k in self.head.inputs}
+            result = head.infer(rest, share_inputs=True, share_outputs=False)
+            return [np.asarray(result[o], np.float32) for o in self.head.compiled.outputs]
+
+    def close(self) -> None:
+        with self._lock:
+            self.front.close()
+            self.head.close()
+
+
+def inline_branch(model: Any, batch_size: int) -> bool:
+    """Replace ``model``'s switch on B (an ``ov.Model`` of a decoder switched on B, changed in place) by the
+    branch that runs for ``batch_size`` prompts, as OpenVINO does itself when it compiles a static shape.
+    Returns False (model untouched) for a graph without the switch."""
+    switch = _switch(model)
+    if switch is None:
+        return False
+    index = 0 if int(batch_size) == 1 else 1  # then-body: one prompt; else-body: batches
+    body = switch.get_function(index)
+    params = body.get_parameters()
+    for desc in switch.get_input_descriptions(index):
+        outer = switch.input_value(desc.input_index)
+        for target in list(params[desc.body_parameter_index].output(0).get_target_inputs()):
+            target.replace_source_output(outer)
+    results = body.get_results()
+    for desc in switch.get_output_descriptions(index):
+        inner = results[desc.body_value_index].input_value(0)
+        out = switch.output(desc.output_index)
+        inner.get_tensor().set_names(set(out.get_names()))
+        for target in list(out.get_target_inputs()):
+            target.replace_source_output(inner)
+    model.validate_nodes_and_infer_types()
+    return True
+
+
+def _switch(model: Any) -> Any:
+    """The decoder's switch on B: its If (OpenVINO names it after its outputs), or None."""
+    return next((op for op in model.get_ops() if op.get_type_name() == "If"), None)
+
+
+def _handover(model: Any, names: Sequence[str]) -> List[Any]:
+    """The outputs (``ov.Output``) of ``model`` carrying the ONNX tensors ``names``, in that order; [] unless all
+    are found. Inside an inlined branch a tensor's name has the branch's prefix (``batch/...``)."""
+    found = []
+    for name in names:
+        wanted = {name} | {prefix + name for prefix in BRANCH_PREFIXES}
+        out = next((o for op in model.get_ordered_ops() for o in op.outputs() if wanted & set(o.get_names())), None)
+        if out is None:
+            return []
+        found.append(out)
+    return found
+
+
+def split_decoder(ov: Any, model: Any, names: Sequence[str]) -> Optional[Tuple[Any, Any]]:
+    """``(front, head)``: a plain decoder ``model`` (an ``ov.Model``, not modified; no switch on B, see
+    :func:`inline_branch`) cut at the tensors ``names`` (the manifest's
+    :data:`~edgesam_edge.names.MANIFEST_DECODER_HANDOVER`: where the transformer hands over). None where
+    there is no such cut (no names, a graph with the switch, or names not found).
+
+    ``front`` maps the decoder inputs to those tensors; ``head`` maps them, plus any decoder input it
+    reads, to ``scores`` and ``masks``. The cut tensors are named ``handover<i>`` in both.
+    """
+    if not names or _switch(model) is not None or not _handover(model, names):
+        return None
+    front_src, head_src = model.clone(), model.clone()
+    results = []
+    for i, out in enumerate(_handover(front_src, names)):
+        res = _opset(ov).result(out)
+        out.get_tensor().add_names({f"{HANDOVER}{i}"})
+        results.append(res)
+    front = ov.Model(results, list(front_src.get_parameters()), "decoder_front")
+    params = []
+    for i, out in enumerate(_handover(head_src, names)):
+        param = _opset(ov).parameter(out.get_partial_shape(), out.get_element_type())
+        param.output(0).get_tensor().set_names({f"{HANDOVER}{i}"})
+        for target in list(out.get_target_inputs()):
+            target.replace_source_output(param.output(0))
+        params.append(param)
+    used = _reached_parameters(head_src.get_results())
+    keep = [p for p in head_src.get_parameters() if p.get_instance_id() in used]
+    head = ov.Model(list(head_src.get_results()), params + keep, "decoder_head")
+    return front, head
+
+
+def _opset(ov: Any) -> Any:
+    """OpenVINO's opset 13 module (``openvino.opset13``; ``openvino.runtime.opset13`` before 2024)."""
+    opset = getattr(ov, "opset13", None)
+    return opset if opset is not None else importlib.import_module("openvino.runtime.opset13")
+
+
+def _reached_parameters(results: Any) -> set:
+    """Instance ids of the Parameters the given Results depend on."""
+    seen, found, todo = set(), set(), list(results)
+    while todo:
+        node = todo.pop()
+        if node.get_instance_id() in seen:
+            continue
+        seen.add(node.get_instance_id())
+        if node.get_type_name() == "Parameter":
+            found.add(node.get_instance_id())
+        todo.extend(i.get_source_output().get_node() for i in node.inputs())
+    return found
+
+
 class OpenVinoEncoder(Encoder):
     """``image (1, 3, S, S) float32`` -> ``image_embeddings (1, 256, S/16, S/16) float32`` on a compiled model."""
 
@@ -171,8 +307,8 @@ class _StaticShapes:
     most ``limit`` shapes are kept, the least recently used dropped.
     """
 
-    def __init__(self, core: Any, path: PathLike, config: Dict[str, Any], device: str, limit: int) -> None:
-        self.core, self.path, self.config, self.device, self.limit = core, Path(path), config, device, int(limit)
+    def __init__(self, core: Any, path: PathLike, build: Callable[[Any, int], Any], limit: int) -> None:
+        self.core, self.path, self.build, self.limit = core, Path(path), build, int(limit)
         self._ready: "OrderedDict[Tuple[int, int], _Request]" = OrderedDict()
         self._seen: Dict[Tuple[int, int], int] = {}
         self._threads: Dict[Tuple[int, int], threading.Thread] = {}
@@ -208,7 +344,7 @@ class _StaticShapes:
                     self._model = self.core.read_model(str(self.path))
                 model = self._model.clone()
             model.reshape({DECODER_POINT_COORDS: [b, n, 2], DECODER_INPUTS[2]: [b, n]})
-            req = _Request(self.core.compile_model(model, self.device, self.config), self.path)
+            req = self.build(model, b)
         except Exception as exc:  # the dynamic graph keeps answering
             logger.debug("openvino: no static decoder for %s: %s", shape, first_line(exc))
             with self._lock:
@@ -256,11 +392,12 @@ class OpenVinoDecoder(Decoder):
 
     def __init__(self, compiled: Any, path: PathLike = "decoder.onnx", precision: str = "fp32",
                  static: Optional[_StaticShapes] = None) -> None:
-        self._req = _Request(compiled, path)
+        self._req = compiled if isinstance(compiled, (_Request, _SplitRequest)) else _Request(compiled, path)
         missing = set(DECODER_INPUTS) - set(self._req.inputs)
         if missing:
             raise BundleError(f"{path}: decoder graph lacks inputs {sorted(missing)} (has {sorted(self._req.inputs)})")
-        coords = next(i for i in compiled.inputs if i.get_any_name() == DECODER_POINT_COORDS)
+        front = self._req.front.compiled if isinstance(self._req, _SplitRequest) else self._req.compiled
+        coords = next(i for i in front.inputs if i.get_any_name() == DECODER_POINT_COORDS)
         shape = coords.get_partial_shape()
         self.max_objects = _static(shape[0]) if shape.rank.is_static else None
         dynamic = shape.rank.is_dynamic or shape[0].is_dynamic or shape[1].is_dynamic
@@ -329,21 +466,50 @@ def _flags_for(precision: str) -> str:
     return " / ".join(flags)
 
 
-def compile_file(core: Any, path: PathLike, config: Dict[str, Any], device: str = "CPU") -> Any:
-    """``core.compile_model(path)``; BundleError (one line) if OpenVINO cannot read or compile it."""
+def compile_file(core: Any, path: PathLike, config: Dict[str, Any], device: str = "CPU", model: Any = None) -> Any:
+    """``core.compile_model(path)`` (or of ``model``, an ``ov.Model`` read from ``path``); BundleError (one
+    line) if OpenVINO cannot read or compile it."""
     try:
-        return core.compile_model(str(path), device, config)
+        return core.compile_model(str(path) if model is None else model, device, config)
     except Exception as exc:
         raise BundleError(f"{path}: OpenVINO cannot compile it ({first_line(exc)}); is the file truncated?") from None
+
+
+def compile_decoder(ov: Any, core: Any, path: PathLike, config: Dict[str, Any],
+                    head_config: Optional[Dict[str, Any]] = None, device: str = "CPU",
+                    model: Any = None, batch_size: Optional[int] = None,
+                    handover: Sequence[str] = ()) -> Union[_Request, _SplitRequest]:
+    """The decoder at ``path`` (or ``model``, read from it and changed in place) compiled in ``config``.
+
+    With ``head_config``, the decoder is compiled as two models cut at the tensors ``handover``, where its
+    transformer hands over (:func:`split_decoder`), the head in ``head_config``. A decoder switched on B is
+    cut only for a static ``batch_size`` (its branch for that B inlined first); else, or where the
+    ``handover`` tensors are not found, it is compiled whole, in ``config``."""
+    if head_config is not None:
+        if model is None:
+            try:
+                model = core.read_model(str(path))
+            except Exception as exc:
+                raise BundleError(f"{path}: OpenVINO cannot read it ({first_line(exc)}); is the file truncated?") \
+                    from None
+        if batch_size is not None:
+            inline_branch(model, batch_size)
+        parts = split_decoder(ov, model, handover)
+        if parts is not None:
+            front, head = parts
+            return _SplitRequest(_Request(compile_file(core, path, config, device, front), path),
+                                 _Request(compile_file(core, path, head_config, device, head), path))
+    return _Request(compile_file(core, path, config, device, model), path)
 
 
 @register_backend("openvino")
 class OpenVinoBackend(Backend):
     """OpenVINO on the CPU. Options: ``precision`` ("fp32", "bf16", "fp16", "int8"; default the bundle's
-    own: int8 for INT8 bundles, else fp32), ``decoder_precision`` (default: fp32 for a float bundle,
-    int8 for an INT8 one), ``static_shapes`` (decoder shapes kept compiled static, default 4; 0: dynamic
-    only), ``threads`` (default: physical cores), ``cache`` (True: the
-    user cache dir, False, or a folder), ``hint`` ("LATENCY" default, "THROUGHPUT"), ``device`` ("CPU")."""
+    own: int8 for INT8 bundles, else fp32), ``decoder_precision`` (default: fp32 for a float bundle
+    in fp32, int8 for an INT8 one; with bf16/fp16, the transformer in fp32 and the upscaling and head in
+    that precision, see the module), ``static_shapes`` (decoder shapes kept compiled static, default 4;
+    0: dynamic only), ``threads`` (default: physical cores), ``cache`` (True: the user cache dir, False,
+    or a folder), ``hint`` ("LATENCY" default, "THROUGHPUT"), ``device`` ("CPU")."""
     formats = ("onnx",)
     extra = EXTRA
     #: Below onnxruntime's 10: without knowing the CPU's features, ONNX Runtime stays the choice for
@@ -374,15 +540,26 @@ class OpenVinoBackend(Backend):
         if hint not in HINTS:
             raise EdgeSamError(f"hint {hint!r} is not one of {', '.join(HINTS)}")
         precision = check_precision(bundle, precision)
-        decoder_precision = check_precision(bundle, decoder_precision)
+        # a reduced float: by default the decoder's transformer stays fp32 and its upscaling and head follow
+        mixed = decoder_precision is None and precision in ("bf16", "fp16")
+        decoder_precision = check_precision(bundle, "fp32" if mixed else decoder_precision)
         enc_path, dec_path = artifacts(bundle)
         ov = require_module("openvino", "OpenVINO", EXTRA)
         core = ov.Core()
         enc_config = compile_config(precision, threads, hint, cache)
         dec_config = compile_config(decoder_precision, threads, hint, cache)
+        head_config = compile_config(precision, threads, hint, cache) if mixed else None
+        handover = bundle.manifest.get(MANIFEST_DECODER_HANDOVER) or []
+        if not isinstance(handover, list) or not all(isinstance(n, str) for n in handover):
+            raise BundleError(f"bundle {bundle.root}: manifest {MANIFEST_DECODER_HANDOVER!r} is {handover!r}, "
+                              "expected a list of tensor names")
         encoder = OpenVinoEncoder(compile_file(core, enc_path, enc_config, device), enc_path, precision)
-        static = _StaticShapes(core, dec_path, dec_config, device, static_shapes)
-        decoder = OpenVinoDecoder(compile_file(core, dec_path, dec_config, device), dec_path, decoder_precision, static)
-        logger.debug("openvino: %s in %s, %s in %s (%s)", enc_path.name, precision, dec_path.name,
-                     decoder_precision, enc_config)
+
+        def build(model: Any = None, batch_size: Optional[int] = None) -> Union[_Request, _SplitRequest]:
+            return compile_decoder(ov, core, dec_path, dec_config, head_config, device, model, batch_size, handover)
+
+        whole = build()
+        shown = f"fp32+{precision}" if mixed else decoder_precision
+        decoder = OpenVinoDecoder(whole, dec_path, shown, _StaticShapes(core, dec_path, build, static_shapes))
+        logger.debug("openvino: %s in %s, %s in %s (%s)", enc_path.name, precision, dec_path.name, shown, enc_config)
         return encoder, decoder

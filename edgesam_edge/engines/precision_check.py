@@ -45,6 +45,9 @@ MIN_MEAN_IOU = 0.98
 NUM_PROMPTS = 16
 SEED = 0
 SAMPLE_IMAGE = DATA_DIR / "astronaut.jpg"
+#: Part of every record's key: raised when what a backend runs in a precision changes (2: OpenVINO's
+#: bf16/fp16 also run the decoder's upscaling and head in that precision), so older records are not reused.
+CHECK_VERSION = 2
 
 
 def sample_prompts(height: int, width: int, n: int = NUM_PROMPTS, seed: int = SEED) -> Dict[str, np.ndarray]:
@@ -109,7 +112,7 @@ def check_key(bundle: Any, backend: str, precision: str) -> str:
     the CPU (model and flags) and this package's version."""
     info = get_backend(backend).probe()
     ident = {"bundle": _bundle_identity(bundle), "backend": backend, "backend_version": info.version,
-             "precision": precision, "cpu": cpu_key(), "edgesam_edge": __version__}
+             "precision": precision, "cpu": cpu_key(), "edgesam_edge": __version__, "check": CHECK_VERSION}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -42,15 +42,18 @@ class DeployDecoder(nn.Module):
     ``reassociate`` (default) computes the mask decoder in the cheaper order
     (:mod:`~edgesam_edge.model.fast_decoder`: cross-attention and upscaling): the same outputs up
     to float rounding, about 1.5x fewer MACs; False keeps the official order (the LiteRT export,
-    and the official-style graphs of the benchmarks).
+    and the official-style graphs of the benchmarks). ``share_image`` (with ``reassociate``): True
+    is the order for batches of prompts, False the one for a single prompt (see
+    :class:`~edgesam_edge.model.fast_decoder.ReassociatedAttention`).
     """
 
-    def __init__(self, model: Sam, score: str = "stability", reassociate: bool = True) -> None:
+    def __init__(self, model: Sam, score: str = "stability", reassociate: bool = True,
+                 share_image: bool = True) -> None:
         super().__init__()
         if score not in SCORE_TYPES:
             raise EdgeSamError(f"score {score!r} is not one of {SCORE_TYPES}")
         self.prompt_encoder = model.prompt_encoder
-        self.mask_decoder = FastMaskDecoder(model.mask_decoder) if reassociate else model.mask_decoder
+        self.mask_decoder = FastMaskDecoder(model.mask_decoder, share_image) if reassociate else model.mask_decoder
         self.use_stability = score == "stability"
         self.threshold = float(model.mask_threshold)
         with torch.no_grad():

@@ -28,7 +28,8 @@ from ..bundle import Bundle, add_artifact, sha256_file, staging_dir
 from ..errors import EdgeSamError, ExportError
 from ..names import (AXIS_OBJECTS, AXIS_POINTS, DECODER_EMBEDDINGS, DECODER_INPUTS, DECODER_MASKS, DECODER_OUTPUTS,
                      DECODER_POINT_COORDS, DECODER_POINT_LABELS, DECODER_SCORES, DEFAULT_INPUT_SIZE, EMBED_DIM,
-                     EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT, SCORE_TYPES, UPSAMPLE_MODES)
+                     EMBED_STRIDE, ENCODER_INPUT, ENCODER_OUTPUT, MANIFEST_DECODER_HANDOVER, SCORE_TYPES,
+                     UPSAMPLE_MODES)
 from ..sysinfo import package_versions
 from .build import build_edge_sam
 from .deploy import DeployDecoder, DeployEncoder
@@ -95,10 +96,17 @@ def set_io_shapes(path: Path, shapes: Dict[str, Tuple[Union[int, str], ...]]) ->
 
 
 def check_decoder_ops(path: Union[str, Path]) -> None:
-    """Raise ExportError if the decoder graph holds an op TensorRT 10 rejects."""
+    """Raise ExportError if the decoder graph TensorRT builds from holds an op TensorRT 10 rejects.
+
+    A decoder switched on B (:mod:`~edgesam_edge.builders.batch_switch`) is checked on its batch
+    branch, the graph TensorRT engines are built from.
+    """
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    from ..builders.batch_switch import branch_of
+
+    model = branch_of(onnx.load(str(path), load_external_data=False), "batch")
+    ops = {n.op_type for n in model.graph.node}
     bad = sorted(ops & TENSORRT_UNFRIENDLY_OPS)
     if bad:
         raise ExportError(f"{path}: decoder graph holds ops TensorRT 10 rejects: {bad}")
@@ -117,7 +125,8 @@ def export_models(
     """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``; returns role -> file name.
 
     ``reassociate_decoder``: the decoder in the cheaper order (:mod:`~edgesam_edge.model.fast_decoder`;
-    same inputs, outputs and answers).
+    same inputs, outputs and answers), one order for a single prompt and one for batches, in one graph
+    switched on B (:mod:`~edgesam_edge.builders.batch_switch`).
     """
     s = int(model.image_encoder.img_size)
     grid = s // EMBED_STRIDE
@@ -130,23 +139,17 @@ def export_models(
                 [ENCODER_INPUT], [ENCODER_OUTPUT], None, opset)
         dec_path = out_dir / "decoder.onnx"
         logger.info("exporting decoder (dynamic objects and points)...")
-        args = (
-            torch.randn(1, EMBED_DIM, grid, grid),
-            torch.randint(0, s, (2, 3, 2)).float(),
-            torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, 1.0]]),
-        )
-        dynamic = {
-            DECODER_POINT_COORDS: {0: AXIS_OBJECTS, 1: AXIS_POINTS},
-            DECODER_POINT_LABELS: {0: AXIS_OBJECTS, 1: AXIS_POINTS},
-            DECODER_SCORES: {0: AXIS_OBJECTS},
-            DECODER_MASKS: {0: AXIS_OBJECTS},
-        }
-        _export(DeployDecoder(model, score, reassociate_decoder).eval(), args, dec_path, DECODER_INPUTS,
-                DECODER_OUTPUTS, dynamic, opset)
+        _export_decoder(DeployDecoder(model, score, reassociate_decoder).eval(), grid, s, 2, dec_path, opset)
+        if reassociate_decoder:
+            single_path = out_dir / ".decoder.single.onnx"
+            _export_decoder(DeployDecoder(model, score, True, share_image=False).eval(), grid, s, 1, single_path,
+                            opset)
     if simplify:
-        for p in (enc_path, dec_path):
+        for p in (enc_path, dec_path) + ((single_path,) if reassociate_decoder else ()):
             logger.info("simplifying %s...", p.name)
             _simplify(p)
+    if reassociate_decoder:
+        _merge_by_batch(dec_path, single_path)
     set_io_shapes(dec_path, {
         DECODER_EMBEDDINGS: (1, EMBED_DIM, grid, grid),
         DECODER_POINT_COORDS: (AXIS_OBJECTS, AXIS_POINTS, 2),
@@ -157,6 +160,31 @@ def export_models(
     set_io_shapes(enc_path, {ENCODER_INPUT: (1, 3, s, s), ENCODER_OUTPUT: (1, EMBED_DIM, grid, grid)})
     check_decoder_ops(dec_path)
     return {"encoder": enc_path.name, "decoder": dec_path.name}
+
+
+def _export_decoder(module: nn.Module, grid: int, size: int, objects: int, path: Path, opset: int) -> None:
+    """Export a DeployDecoder with dynamic B and N, traced with ``objects`` prompts of 3 points."""
+    labels = torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, 1.0]])[:objects]
+    args = (torch.randn(1, EMBED_DIM, grid, grid), torch.randint(0, size, (objects, 3, 2)).float(), labels)
+    dynamic = {
+        DECODER_POINT_COORDS: {0: AXIS_OBJECTS, 1: AXIS_POINTS},
+        DECODER_POINT_LABELS: {0: AXIS_OBJECTS, 1: AXIS_POINTS},
+        DECODER_SCORES: {0: AXIS_OBJECTS},
+        DECODER_MASKS: {0: AXIS_OBJECTS},
+    }
+    _export(module, args, path, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset)
+
+
+def _merge_by_batch(batch_path: Path, single_path: Path) -> None:
+    """Write the batch and single-prompt decoders as one graph switched on B into ``batch_path``."""
+    import onnx
+
+    from ..builders.batch_switch import merge_by_batch
+
+    logger.info("merging the single-prompt and batch decoders...")
+    batch, single = onnx.load(str(batch_path)), onnx.load(str(single_path))
+    onnx.save(merge_by_batch(batch, single), str(batch_path))
+    single_path.unlink()
 
 
 def store_weights_fp16(path: Path) -> int:
@@ -281,6 +309,12 @@ def export_onnx(
         manifest["opset"] = opset
         manifest["reparameterized"] = bool(reparameterize)
         manifest["decoder_reassociated"] = bool(reparameterize)
+        if reparameterize:  # the decoder switched on B, and where its transformer hands over
+            import onnx
+
+            from ..builders.batch_switch import transformer_outputs
+
+            manifest[MANIFEST_DECODER_HANDOVER] = transformer_outputs(onnx.load(str(tmp / files["decoder"])))
         manifest["weights"] = "float16 (Cast to float32 at load)" if precision == "fp16" else "float32"
         for role, name in files.items():
             add_artifact(manifest, tmp, role, name)

@@ -17,7 +17,9 @@ Two rewrites, both exact up to float rounding (``tests/model/test_fast_decoder.p
      ``out = sum_h P_h (V_h W_o,h^T + b_o / H)`` (each head's row of ``P_h`` sums to 1).
 
    Where the image side is still shared by the whole batch (batch 1, the first layer) the
-   original order is kept: one projection serves every prompt.
+   original order is kept for batches: one projection serves every prompt. For one prompt the
+   first layer is folded too (``share_image=False``); the exporter writes both orders into one
+   ONNX decoder switched on B (:mod:`edgesam_edge.builders.batch_switch`).
 
 2. **Upscaling as matrix products in token layout.** The two 2x2, stride-2 transposed
    convolutions do not overlap: each is a per-pixel linear map to ``4 x C_out`` values. Done on the
@@ -53,14 +55,17 @@ class ReassociatedAttention(nn.Module):
     ``many``: which input holds the image tokens, ``"keys"`` (token -> image) or ``"queries"``
     (image -> token). Inputs and output as :meth:`Attention.forward`: ``(B, Nq, C)``,
     ``(B', Nk, C)``, ``(B', Nk, C)`` -> ``(B, Nq, C)``, the image side's batch may be 1.
+    ``share_image``: where the image side has batch 1 (the first layer), project it once in the
+    original order (cheaper for batches of prompts); False folds it too (cheaper for one prompt).
     """
 
-    def __init__(self, attention: Attention, many: str) -> None:
+    def __init__(self, attention: Attention, many: str, share_image: bool = True) -> None:
         super().__init__()
         if many not in ("keys", "queries"):
             raise ValueError(f"many={many!r} is not 'keys' or 'queries'")
         self.attention = attention
         self.many = many
+        self.share_image = bool(share_image)
 
     def _weight(self, linear: nn.Linear) -> torch.Tensor:
         """``(I, C)`` projection weight -> ``(H, d, C)`` per head."""
@@ -73,7 +78,7 @@ class ReassociatedAttention(nn.Module):
         d = a.internal_dim // h
         scale = 1.0 / math.sqrt(d)
         if self.many == "keys":
-            if k.shape[0] == 1:  # the image side is shared by the batch (first layer): project it once
+            if self.share_image and k.shape[0] == 1:  # the image side is shared by the batch (first layer)
                 return a(q, k, v)
             b, nq, _ = q.shape
             qh = a._heads(a.q_proj(q))                                           # (B, H, Nq, d)
@@ -89,7 +94,7 @@ class ReassociatedAttention(nn.Module):
         b, _, nk, _ = kh.shape
         wo = a.out_proj.weight.reshape(-1, h, d)                                 # (C, H, d)
         u = (vh @ wo.permute(1, 2, 0)).reshape(b, h * nk, -1)                    # (B, H*Nk, C)
-        if q.shape[0] == 1:  # the image side is shared by the batch (first layer): project it once
+        if self.share_image and q.shape[0] == 1:  # the image side is shared by the batch (first layer)
             qh = a._heads(a.q_proj(q))                                           # (1, H, Nq, d)
             p = torch.softmax((qh @ kh.transpose(-1, -2)) * scale, dim=-1)       # (B, H, Nq, Nk)
             p = p.permute(0, 2, 1, 3)                                            # (B, Nq, H, Nk)
@@ -112,28 +117,34 @@ def _rewired(module: nn.Module, **children: nn.Module) -> nn.Module:
     return new
 
 
-def reassociate(transformer: TwoWayTransformer) -> TwoWayTransformer:
+def reassociate(transformer: TwoWayTransformer, share_image: bool = True) -> TwoWayTransformer:
     """A view of ``transformer`` whose cross-attentions run reassociated (same parameters, not copied).
 
+    ``share_image``: see :class:`ReassociatedAttention` (True for batches, False for one prompt).
     ``transformer`` itself is left as it is (training and the reference path use it).
     """
     layers = [
         _rewired(layer,
-                 cross_attn_token_to_image=ReassociatedAttention(layer.cross_attn_token_to_image, "keys"),
-                 cross_attn_image_to_token=ReassociatedAttention(layer.cross_attn_image_to_token, "queries"))
+                 cross_attn_token_to_image=ReassociatedAttention(layer.cross_attn_token_to_image, "keys", share_image),
+                 cross_attn_image_to_token=ReassociatedAttention(layer.cross_attn_image_to_token, "queries",
+                                                                 share_image))
         for layer in transformer.layers
     ]
-    final = ReassociatedAttention(transformer.final_attn_token_to_image, "keys")
+    final = ReassociatedAttention(transformer.final_attn_token_to_image, "keys", share_image)
     return _rewired(transformer, layers=nn.ModuleList(layers), final_attn_token_to_image=final)
 
 
 class FastMaskDecoder(nn.Module):
-    """:meth:`MaskDecoder.predict_masks` of ``decoder`` (parameters shared) in the cheaper order."""
+    """:meth:`MaskDecoder.predict_masks` of ``decoder`` (parameters shared) in the cheaper order.
 
-    def __init__(self, decoder: MaskDecoder) -> None:
+    ``share_image``: True (default) is the order for batches of prompts, False the order for one
+    prompt (see :class:`ReassociatedAttention`); both compute the same function for any B.
+    """
+
+    def __init__(self, decoder: MaskDecoder, share_image: bool = True) -> None:
         super().__init__()
         self.decoder = decoder
-        self.transformer = reassociate(decoder.transformer)
+        self.transformer = reassociate(decoder.transformer, share_image)
 
     def upscale(self, src: torch.Tensor, hyper_in: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """As :meth:`MaskDecoder.upscale`: image tokens ``(B, h*w, C)``, hypernetwork weights ``(B, M, C/8)``

@@ -195,6 +195,10 @@ def make_tensorrt(version: str = "10.3.0.30", weak_flags: Optional[bool] = None,
             except Exception as exc:
                 self.errors.append(f"ModelImporter: failed to parse {path}: {exc}")
                 return False
+            rejected = sorted({n.op_type for n in model.graph.node} & {"If", "Loop"})
+            if rejected:  # as TensorRT 10's parser does with a data-dependent If (our decoder switch on B)
+                self.errors.append(f"ModelImporter: {rejected[0]} is not supported here")
+                return False
             init = {t.name for t in model.graph.initializer}
             self.network.inputs = [
                 Input(i.name, [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim])

@@ -210,3 +210,94 @@ def test_the_dynamic_decoder_compiles_at_every_native_precision(onnx_bundle, pre
                     "point_coords": rng.uniform(0, 1024, (3, 2, 2)).astype(np.float32),
                     "point_labels": np.array([[1.0, -1.0]] * 3, np.float32)})
     assert [tuple(v.shape) for v in out.values()] == [(3, 4), (3, 4, 256, 256)]
+
+
+def _decoder_feeds(b: int, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.ones((b, n), np.float32)
+    labels[:, -1] = -1
+    return {"image_embeddings": rng.standard_normal((1, 256, 64, 64), dtype=np.float32),
+            "point_coords": rng.uniform(0, 1024, (b, n, 2)).astype(np.float32), "point_labels": labels}
+
+
+def test_the_switched_decoder_is_right_from_the_first_call_of_each_branch(onnx_bundle):
+    """The decoder switched on B runs in OpenVINO as in ONNX Runtime from the first call of each branch, on
+    the dynamic graph (an If whose outputs fed further nodes did not, in OpenVINO 2026.4: the switch now
+    covers the whole graph)."""
+    import onnxruntime as ort
+    import openvino as ov
+
+    path = str(onnx_bundle / "decoder.onnx")
+    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for b, n in ((1, 5), (3, 2), (1, 2)):
+        feeds = _decoder_feeds(b, n, seed=b * 10 + n)
+        got = [np.asarray(v) for v in compiled.create_infer_request().infer(feeds).values()]
+        for g, want in zip(got, sess.run(None, feeds)):
+            np.testing.assert_allclose(g, want, atol=1e-3, err_msg=f"B={b} N={n}")
+
+
+def test_inlined_branch_and_split_decoder_answer_as_the_whole_graph(onnx_bundle):
+    import openvino as ov
+
+    from edgesam_edge.engines.openvino import (_Request, _SplitRequest, compile_config, compile_decoder,
+                                               inline_branch, split_decoder)
+    from edgesam_edge.names import MANIFEST_DECODER_HANDOVER
+
+    path = onnx_bundle / "decoder.onnx"
+    names = load_bundle(onnx_bundle).manifest[MANIFEST_DECODER_HANDOVER]
+    assert len(names) == 2 and all(n.startswith("/transformer/") for n in names)
+    core, cfg = ov.Core(), compile_config("fp32", cache=False)
+    whole = compile_decoder(ov, core, path, cfg)
+    assert isinstance(whole, _Request)
+    for b in (1, 3):
+        feeds = _decoder_feeds(b, 2, seed=b)
+        model = core.read_model(str(path))
+        model.reshape({"point_coords": [b, 2, 2], "point_labels": [b, 2]})
+        # the same precision on both sides of the cut: only the cut itself is tested
+        split = compile_decoder(ov, core, path, cfg, cfg, model=model, batch_size=b, handover=names)
+        assert isinstance(split, _SplitRequest) and split.inputs == whole.inputs
+        for got, want in zip(split(feeds), whole(feeds)):
+            np.testing.assert_allclose(got, want, atol=1e-3)
+    switched = core.read_model(str(path))
+    assert split_decoder(ov, switched, names) is None  # no cut inside the If of a dynamic graph
+    assert isinstance(compile_decoder(ov, core, path, cfg, cfg, handover=names), _Request)
+    plain = core.read_model(str(path))
+    plain.reshape({"point_coords": [1, 2, 2], "point_labels": [1, 2]})
+    assert inline_branch(plain, 1) and not inline_branch(plain, 1)  # the If is gone
+    assert split_decoder(ov, plain, []) is None and split_decoder(ov, plain, ["no/such/tensor"]) is None
+    front, head = split_decoder(ov, plain, names)
+    assert [o.get_any_name() for o in front.outputs] == ["handover0", "handover1"]
+    assert {o.get_any_name() for o in head.outputs} == {"scores", "masks"}
+
+
+def test_a_reduced_float_runs_the_decoder_head_in_it(onnx_bundle, monkeypatch, tmp_path):
+    """precision="bf16": the decoder's transformer in fp32, its upscaling and head in bf16 once a shape is
+    compiled static; ``decoder_precision`` keeps the whole decoder in one precision."""
+    from edgesam_edge.engines import openvino as backend
+
+    # the mechanics are the same where OpenVINO has no bf16 hardware (it then computes in f32)
+    monkeypatch.setattr(backend, "native_precisions", lambda: ("fp32", "bf16", "int8"))
+    bundle = load_bundle(onnx_bundle)
+    feeds = _decoder_feeds(1, 2)
+    args = feeds["image_embeddings"], feeds["point_coords"], feeds["point_labels"]
+    _, dec = backend.OpenVinoBackend().open(bundle, precision="bf16", cache=False, static_shapes=1)
+    assert dec.precision == "fp32+bf16"
+    dec(*args)
+    dec(*args)
+    dec.settle()
+    assert dec.static_shapes() == [(1, 2)]
+    assert isinstance(dec._static._ready[(1, 2)], backend._SplitRequest)
+    scores, masks = dec(*args)
+    assert scores.shape == (1, 4) and masks.shape == (1, 4, 256, 256) and masks.dtype == np.float32
+    dec.close()
+    _, whole = backend.OpenVinoBackend().open(bundle, precision="bf16", decoder_precision="fp32", cache=False)
+    assert whole.precision == "fp32"
+    whole.close()
+    broken = tmp_path / "b"
+    shutil.copytree(onnx_bundle, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["decoder_transformer_outputs"] = "src"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest 'decoder_transformer_outputs' is 'src'"):
+        backend.OpenVinoBackend().open(load_bundle(broken), precision="bf16")

@@ -343,8 +343,11 @@ def test_fp16_on_the_exported_edgesam_bundle(small_bundle):
 
     from edgesam_edge import transforms as TF
 
+    from edgesam_edge.builders.batch_switch import branch_of
+
     enc32 = onnx.load(str(Path(small_bundle) / "encoder.onnx"))
-    dec32 = onnx.load(str(Path(small_bundle) / "decoder.onnx"))
+    # as build_engines does: TensorRT gets the batch branch of the decoder switched on B
+    dec32 = branch_of(onnx.load(str(Path(small_bundle) / "decoder.onnx")), "batch")
     enc16, dec16 = convert_to_fp16(enc32), convert_to_fp16(dec32)
     x = TF.normalize_pad(TF.resize_longest_side(data.astronaut(), 256, "fast"), 256)
     (e32,), (e16,) = _run(enc32, {"image": x}), _run(enc16, {"image": x})

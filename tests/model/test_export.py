@@ -50,10 +50,15 @@ def test_official_names_and_dynamic_axes(onnx_bundle):
 
 
 def test_decoder_has_no_tensorrt_unfriendly_ops(onnx_bundle):
+    from edgesam_edge.builders.batch_switch import SWITCH_NODE, branch_of
     from edgesam_edge.model.export import TENSORRT_UNFRIENDLY_OPS
 
-    ops = {n.op_type for n in onnx.load(str(onnx_bundle / "decoder.onnx")).graph.node}
-    assert not ops & TENSORRT_UNFRIENDLY_OPS
+    dec = onnx.load(str(onnx_bundle / "decoder.onnx"))
+    # the only If is the switch on B; TensorRT builds from the batch branch, which has none of those ops
+    assert [n.name for n in dec.graph.node if n.op_type == "If"] == [SWITCH_NODE]
+    for which in ("batch", "single"):
+        ops = {n.op_type for n in branch_of(dec, which).graph.node}
+        assert not ops & TENSORRT_UNFRIENDLY_OPS, which
     enc_ops = {n.op_type for n in onnx.load(str(onnx_bundle / "encoder.onnx")).graph.node}
     assert "BatchNormalization" not in enc_ops
 
