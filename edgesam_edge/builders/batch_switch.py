@@ -10,9 +10,9 @@ graphs into one ``decoder.onnx``, switched on B by an ``If`` node::
     scores, masks = If(B == 1, then=<single>, else=<batch>)
 
 Inputs, outputs and their names are the official ones, so every ONNX consumer runs it as
-before; OpenVINO folds the switch away when it compiles a static shape, ONNX Runtime takes
-the branch per call. The two branches share their weights (identical initializers are
-stored once, in the outer graph).
+before; ONNX Runtime and OpenVINO run the branch each call's B asks for. The two branches
+share their weights (identical initializers are stored once, in the outer graph): the file
+is no larger than the batch graph alone.
 
 Consumers that need one plain graph (TensorRT rejects ``If``; quantisation, MAC counting)
 take a branch with :func:`branch_of` / :func:`plain_decoder_file`.

@@ -16,7 +16,7 @@ compiles them for this CPU, in the precision asked for:
   (``decoder_precision`` overrides: "fp32" keeps all of it fp32, "bf16"/"fp16" all of it
   reduced). On the demo model, the sample photo and 32 prompts, against fp32: encoder bf16 mean
   mask IoU 0.992 (min 0.964); plus the decoder's upscaling and head in bf16 0.991 (min 0.955);
-  the whole decoder in bf16 0.978 (min 0.889).
+  the whole decoder in bf16 0.977 (min 0.806).
 - ``"int8"``: an INT8 bundle from ``edgesam calibrate``. OpenVINO runs its Q/DQ
   encoder (``encoder.qdq.onnx``, the artifact TensorRT builds from too) as it is,
   so one calibration serves ONNX Runtime, TensorRT and OpenVINO; the decoder is the
