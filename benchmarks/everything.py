@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -105,10 +104,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the rounds as they finish
 
     from edgesam_edge import Predictor
-    from edgesam_edge.bench.device import collect_device, collect_versions, now_utc
+    from edgesam_edge.bench.device import collect_device, collect_versions, load_average, now_utc
     from edgesam_edge.everything import AutomaticMaskGenerator
 
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_before = load_average()
     image = load_image(args)
     with tempfile.TemporaryDirectory(prefix="edgesam-everything-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
@@ -153,7 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       "decoder_precision": getattr(default.decoder, "precision", None),
                       "source": default.selection["source"]}
             default.close()
-    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_after = load_average()
 
     stages = ("encoder", "decoder", "postprocess", "total")
     result = {name: {k: summary(v) for k, v in s.items() if k in stages} for name, s in samples.items()}

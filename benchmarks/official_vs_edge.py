@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -273,9 +272,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("--runs must be >= 1 and --warmup >= 0")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the rounds as they finish
 
-    from edgesam_edge.bench.device import collect_device, collect_versions, now_utc
+    from edgesam_edge.bench.device import collect_device, collect_versions, load_average, now_utc
 
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="edgesam-official-vs-edge-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -330,7 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "official": str(args.official_dir or "exported (reparameterize=False, simplify=False)"),
                      "checkpoint": args.checkpoint or "seeded random weights",
                      "load_average": {"before": load_before,
-                                      "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+                                      "after": load_average()},
                      "command": "python benchmarks/official_vs_edge.py " + " ".join(sys.argv[1:] if argv is None else argv)},
         "encoder": enc_stats,
         "end_to_end": e2e_stats,

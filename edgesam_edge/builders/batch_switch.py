@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Union
 
 import numpy as np
 
@@ -39,8 +39,9 @@ __all__ = ["SWITCH_NODE", "BRANCHES", "merge_by_batch", "transformer_outputs", "
 
 #: Name of the ``If`` node that switches on B.
 SWITCH_NODE = "batch_switch"
-#: Branch names: "single" (B = 1, the If's then-branch) and "batch" (any B, the else-branch).
-BRANCHES = ("single", "batch")
+#: Branch names: "single" (B = 1, the If's then-branch) and "batch" (any B, the else-branch); the tensors
+#: inside each carry its name as a prefix (:data:`~edgesam_edge.names.BRANCH_PREFIXES`).
+BRANCHES = tuple(prefix.rstrip("/") for prefix in BRANCH_PREFIXES)
 
 PathLike = Union[str, Path]
 
@@ -67,62 +68,31 @@ def _store(init: Any, weights: Dict[tuple, str], outer: List[Any], prefix: str) 
     return weights[key]
 
 
-def _needed(graph: Any, targets: Sequence[str]) -> List[Any]:
-    """The nodes of ``graph`` (in graph order) that ``targets`` depend on."""
-    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
-    keep, todo = set(), list(targets)
-    while todo:
-        i = producer.get(todo.pop())
-        if i is None or i in keep:
-            continue
-        keep.add(i)
-        todo.extend(x for x in _inputs_deep(graph.node[i]) if x)
-    return [n for i, n in enumerate(graph.node) if i in keep]
-
-
-def _value_type(model: Any, name: str) -> Any:
-    """The ValueInfo (type and shape) of tensor ``name``, from ONNX shape inference where the graph lacks it."""
-    from onnx import TensorProto, helper, shape_inference
-
-    for graph in (model.graph, shape_inference.infer_shapes(model).graph):
-        for vi in list(graph.value_info) + list(graph.output):
-            if vi.name == name:
-                return vi
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
-
-
-def _as_branch(model: Any, outputs: Sequence[str], prefix: str, weights: Dict[tuple, str], outer: List[Any]) -> Any:
-    """What ``model`` computes of ``outputs`` as an If branch: no inputs (the outer graph's are in scope),
+def _as_branch(model: Any, prefix: str, weights: Dict[tuple, str], outer: List[Any]) -> Any:
+    """``model``'s graph as an If branch with the same outputs: no inputs (the outer graph's are in scope),
     node outputs prefixed, initializers moved to ``outer`` (identical ones stored once)."""
     import onnx
     from onnx import helper
 
     graph = model.graph
-    nodes = _needed(graph, outputs)
-    rename: Dict[str, str] = {}
-    used = {i for n in nodes for i in _inputs_deep(n)}
-    for init in graph.initializer:
-        if init.name in used:
-            rename[init.name] = _store(init, weights, outer, prefix)
-    for node in nodes:
-        for out in node.output:
-            if out:
-                rename[out] = prefix + out
+    used = {i for n in graph.node for i in _inputs_deep(n)}
+    rename = {init.name: _store(init, weights, outer, prefix) for init in graph.initializer if init.name in used}
+    rename.update({out: prefix + out for node in graph.node for out in node.output if out})
     copies = []
-    for node in nodes:
+    for node in graph.node:
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.name = prefix + (node.name or node.output[0])
         copy.input[:] = [rename.get(i, i) for i in node.input]
         copy.output[:] = [rename.get(o, o) for o in node.output]
         copies.append(copy)
-    values = []
-    for name in outputs:
+    outputs = []
+    for out in graph.output:
         value = onnx.ValueInfoProto()
-        value.CopyFrom(_value_type(model, name))
-        value.name = rename[name]
-        values.append(value)
-    return helper.make_graph(copies, prefix.rstrip("/"), [], values)
+        value.CopyFrom(out)
+        value.name = rename[out.name]
+        outputs.append(value)
+    return helper.make_graph(copies, prefix.rstrip("/"), [], outputs)
 
 
 def transformer_outputs(model: Any, scope: str = "/transformer/") -> List[str]:
@@ -164,11 +134,10 @@ def merge_by_batch(batch: Any, single: Any, switch_input: str = DECODER_POINT_CO
                            f"outputs {names(bg.output)} / {names(sg.output)}")
     if switch_input not in names(bg.input):
         raise EdgeSamError(f"switch input {switch_input!r} is not one of the graph inputs {names(bg.input)}")
-    cut = names(bg.output)
     outer: List[Any] = []
     weights: Dict[tuple, str] = {}
-    then_branch = _as_branch(single, cut, BRANCH_PREFIXES[0], weights, outer)
-    else_branch = _as_branch(batch, cut, BRANCH_PREFIXES[1], weights, outer)
+    then_branch = _as_branch(single, BRANCH_PREFIXES[0], weights, outer)
+    else_branch = _as_branch(batch, BRANCH_PREFIXES[1], weights, outer)
     nodes = [
         helper.make_node("Shape", [switch_input], ["batch_switch/b"], name="batch_switch/shape", start=0, end=1),
         helper.make_node("Constant", [], ["batch_switch/one"], name="batch_switch/one",
@@ -176,7 +145,7 @@ def merge_by_batch(batch: Any, single: Any, switch_input: str = DECODER_POINT_CO
         helper.make_node("Equal", ["batch_switch/b", "batch_switch/one"], ["batch_switch/is_one"],
                          name="batch_switch/equal"),
         helper.make_node("Squeeze", ["batch_switch/is_one"], ["batch_switch/cond"], name="batch_switch/squeeze"),
-        helper.make_node("If", ["batch_switch/cond"], cut, name=SWITCH_NODE,
+        helper.make_node("If", ["batch_switch/cond"], names(bg.output), name=SWITCH_NODE,
                          then_branch=then_branch, else_branch=else_branch),
     ]
     graph = helper.make_graph(nodes, bg.name, list(bg.input), list(bg.output), outer)
@@ -190,8 +159,12 @@ def merge_by_batch(batch: Any, single: Any, switch_input: str = DECODER_POINT_CO
     return model
 
 
+def _is_switch(node: Any) -> bool:
+    return node.op_type == "If" and node.name == SWITCH_NODE
+
+
 def _switch(model: Any) -> Any:
-    return next((n for n in model.graph.node if n.op_type == "If" and n.name == SWITCH_NODE), None)
+    return next((n for n in model.graph.node if _is_switch(n)), None)
 
 
 def has_batch_switch(model: Any) -> bool:
@@ -228,7 +201,7 @@ def branch_of(model: Any, which: str = "batch") -> Any:
     back.update({o.name: final for o, final in zip(body.output, switch.output)})
     nodes = []
     for node in model.graph.node:
-        if node.op_type == "If" and node.name == SWITCH_NODE:  # the chosen branch takes its place
+        if _is_switch(node):  # the chosen branch takes its place
             for inner in body.node:
                 copy = onnx.NodeProto()
                 copy.CopyFrom(inner)
@@ -247,25 +220,19 @@ def branch_of(model: Any, which: str = "batch") -> Any:
     return plain
 
 
+def _subgraphs(node: Any) -> List[Any]:
+    """The GraphProtos a node holds (an If's two branches)."""
+    return [g for attr in node.attribute for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)]
+
+
 def _inputs_deep(node: Any) -> List[str]:
     """A node's inputs and those of the nodes of its subgraphs."""
-    names = list(node.input)
-    for attr in node.attribute:
-        for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-            for n in g.node:
-                names.extend(_inputs_deep(n))
-    return names
+    return list(node.input) + [i for g in _subgraphs(node) for n in g.node for i in _inputs_deep(n)]
 
 
 def all_nodes(graph: Any) -> List[Any]:
     """Every node of ``graph`` (a GraphProto), those of its subgraphs (If branches) included."""
-    out = []
-    for node in graph.node:
-        out.append(node)
-        for attr in node.attribute:
-            for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                out.extend(all_nodes(g))
-    return out
+    return [m for node in graph.node for m in [node] + [k for g in _subgraphs(node) for k in all_nodes(g)]]
 
 
 def plain_decoder_file(path: PathLike, out: PathLike, which: str = "batch") -> Path:

@@ -32,7 +32,8 @@ cores, the latency hint (one stream). The decoder keeps the graph's dynamic B (o
 and N (points); a (B, N) it is called with again gets a static-shape copy compiled in the
 background, which OpenVINO runs faster (about 30% at K = 1 here). A decoder exported by this
 package switches on B between a single-prompt and a batch order of its transformer
-(:mod:`edgesam_edge.builders.batch_switch`); OpenVINO folds the switch in a static-shape copy.
+(:mod:`edgesam_edge.builders.batch_switch`); OpenVINO runs the branch each call's B asks for, and a
+mixed-precision static copy has that branch inlined (:func:`inline_branch`) before it is cut.
 
 Only numpy and ``openvino`` are imported, and ``openvino`` only when a bundle is opened.
 """
@@ -146,6 +147,10 @@ class _Request:
             result = self.request.infer(feeds, share_inputs=True, share_outputs=False)
             return [np.asarray(result[o], np.float32) for o in self.compiled.outputs]
 
+    def input_shape(self, name: str) -> Any:
+        """The (partial) shape of input ``name``."""
+        return next(i for i in self.compiled.inputs if i.get_any_name() == name).get_partial_shape()
+
     def close(self) -> None:
         with self._lock:
             self.request = None
@@ -160,9 +165,9 @@ class _SplitRequest:
     def __init__(self, front: _Request, head: _Request) -> None:
         self.front, self.head = front, head
         self.path = front.path
-        self.compiled = head.compiled
         self.inputs = front.inputs
         self.outputs = head.outputs
+        self.input_shape = front.input_shape
         self._mids = [(i, f"{HANDOVER}{i}") for i in range(len(front.compiled.outputs))]
         self._lock = threading.Lock()
 
@@ -186,7 +191,7 @@ class _SplitRequest:
 
 def inline_branch(model: Any, batch_size: int) -> bool:
     """Replace ``model``'s switch on B (an ``ov.Model`` of a decoder switched on B, changed in place) by the
-    branch that runs for ``batch_size`` prompts, as OpenVINO does itself when it compiles a static shape.
+    branch that runs for ``batch_size`` prompts, so that the graph can be cut (:func:`split_decoder`).
     Returns False (model untouched) for a graph without the switch."""
     switch = _switch(model)
     if switch is None:
@@ -236,17 +241,20 @@ def split_decoder(ov: Any, model: Any, names: Sequence[str]) -> Optional[Tuple[A
     ``front`` maps the decoder inputs to those tensors; ``head`` maps them, plus any decoder input it
     reads, to ``scores`` and ``masks``. The cut tensors are named ``handover<i>`` in both.
     """
-    if not names or _switch(model) is not None or not _handover(model, names):
+    if not names or _switch(model) is not None:
         return None
     front_src, head_src = model.clone(), model.clone()
+    front_cut, head_cut = _handover(front_src, names), _handover(head_src, names)
+    if not front_cut:
+        return None
     results = []
-    for i, out in enumerate(_handover(front_src, names)):
+    for i, out in enumerate(front_cut):
         res = _opset(ov).result(out)
         out.get_tensor().add_names({f"{HANDOVER}{i}"})
         results.append(res)
     front = ov.Model(results, list(front_src.get_parameters()), "decoder_front")
     params = []
-    for i, out in enumerate(_handover(head_src, names)):
+    for i, out in enumerate(head_cut):
         param = _opset(ov).parameter(out.get_partial_shape(), out.get_element_type())
         param.output(0).get_tensor().set_names({f"{HANDOVER}{i}"})
         for target in list(out.get_target_inputs()):
@@ -390,15 +398,14 @@ class OpenVinoDecoder(Decoder):
     ``masks (B, 4, S/4, S/4)``, all float32. B and N stay as dynamic as the graph has them; shapes
     called with repeatedly get a static-shape copy compiled in the background (:class:`_StaticShapes`)."""
 
-    def __init__(self, compiled: Any, path: PathLike = "decoder.onnx", precision: str = "fp32",
+    def __init__(self, request: Union[_Request, _SplitRequest], precision: str = "fp32",
                  static: Optional[_StaticShapes] = None) -> None:
-        self._req = compiled if isinstance(compiled, (_Request, _SplitRequest)) else _Request(compiled, path)
-        missing = set(DECODER_INPUTS) - set(self._req.inputs)
+        self._req = request
+        missing = set(DECODER_INPUTS) - set(request.inputs)
         if missing:
-            raise BundleError(f"{path}: decoder graph lacks inputs {sorted(missing)} (has {sorted(self._req.inputs)})")
-        front = self._req.front.compiled if isinstance(self._req, _SplitRequest) else self._req.compiled
-        coords = next(i for i in front.inputs if i.get_any_name() == DECODER_POINT_COORDS)
-        shape = coords.get_partial_shape()
+            raise BundleError(f"{request.path}: decoder graph lacks inputs {sorted(missing)} "
+                              f"(has {sorted(request.inputs)})")
+        shape = request.input_shape(DECODER_POINT_COORDS)
         self.max_objects = _static(shape[0]) if shape.rank.is_static else None
         dynamic = shape.rank.is_dynamic or shape[0].is_dynamic or shape[1].is_dynamic
         self._static = static if dynamic else None
@@ -560,6 +567,6 @@ class OpenVinoBackend(Backend):
 
         whole = build()
         shown = f"fp32+{precision}" if mixed else decoder_precision
-        decoder = OpenVinoDecoder(whole, dec_path, shown, _StaticShapes(core, dec_path, build, static_shapes))
+        decoder = OpenVinoDecoder(whole, shown, _StaticShapes(core, dec_path, build, static_shapes))
         logger.debug("openvino: %s in %s, %s in %s (%s)", enc_path.name, precision, dec_path.name, shown, enc_config)
         return encoder, decoder

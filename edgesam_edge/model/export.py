@@ -140,12 +140,14 @@ def export_models(
         dec_path = out_dir / "decoder.onnx"
         logger.info("exporting decoder (dynamic objects and points)...")
         _export_decoder(DeployDecoder(model, score, reassociate_decoder).eval(), grid, s, 2, dec_path, opset)
+        graphs = [enc_path, dec_path]
         if reassociate_decoder:
             single_path = out_dir / ".decoder.single.onnx"
             _export_decoder(DeployDecoder(model, score, True, share_image=False).eval(), grid, s, 1, single_path,
                             opset)
+            graphs.append(single_path)
     if simplify:
-        for p in (enc_path, dec_path) + ((single_path,) if reassociate_decoder else ()):
+        for p in graphs:
             logger.info("simplifying %s...", p.name)
             _simplify(p)
     if reassociate_decoder:
