@@ -19,7 +19,7 @@ post-processing / total:
   precision="fp32"))``, defaults (64 prompts per decoder call).
 - ``ours-1-per-call``: the same with ``points_per_batch=1``: what batching alone gives.
 - ``ours-default``: the default ``Predictor`` (``backend="auto"``, ``precision="auto"``: on a
-  CPU with bf16, OpenVINO with the encoder and the decoder's upscaling and head in bf16, once its
+  CPU with bf16, OpenVINO with the encoder and all but the decoder's two-way blocks in bf16, once its
   fidelity check passed), defaults otherwise: what a user gets without choosing anything.
 
 The records of ``ours`` are compared with the official-style ones (counts, the share matched

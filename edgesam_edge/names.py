@@ -35,9 +35,10 @@ DECODER_SCORES = "scores"
 DECODER_MASKS = "masks"
 DECODER_OUTPUTS = (DECODER_SCORES, DECODER_MASKS)
 
-#: Manifest entry of an ONNX bundle: the decoder graph's tensors where its two-way transformer hands over
-#: to the upscaling and heads (written by the exporter; a runtime may cut the decoder there to run the
-#: two parts in different precisions).
+#: Manifest entry of an ONNX bundle: the decoder graph's tensors where its two-way blocks hand over to the
+#: final attention, the upscaling and the heads (written by the exporter; a runtime may cut the decoder
+#: there to run the two parts in different precisions). Bundles written before 0.1.0's last change cut
+#: after the final attention; any such cut runs.
 MANIFEST_DECODER_HANDOVER = "decoder_transformer_outputs"
 #: Prefixes of tensor names inside the two branches of a decoder switched on B (one prompt, batches).
 BRANCH_PREFIXES = ("single/", "batch/")

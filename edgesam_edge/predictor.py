@@ -260,9 +260,17 @@ class Predictor:
                 scores[i], masks[i] = s[j], m[j]
         return np.stack(scores), np.stack(masks)
 
+    @property
+    def decoder_batch(self) -> Optional[int]:
+        """Most prompts :meth:`decode` sends in one decoder call: the decoder's ``max_objects`` or its
+        ``preferred_batch``, whichever is smaller (None: no limit)."""
+        limits = [int(v) for v in (getattr(self.decoder, "max_objects", None),
+                                   getattr(self.decoder, "preferred_batch", None)) if v]
+        return min(limits) if limits else None
+
     def _decode_batch(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray
                       ) -> Tuple[np.ndarray, np.ndarray]:
-        limit = self.decoder.max_objects
+        limit = self.decoder_batch
         k = coords.shape[0]
         if limit is None or k <= limit:
             return self.decoder(embedding, coords, labels)

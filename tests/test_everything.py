@@ -231,6 +231,18 @@ def test_decoder_batches_stay_within_max_objects():
     assert max(pred.decoder.calls) == 3 and sum(pred.decoder.calls) == 64
 
 
+@pytest.mark.parametrize("preferred, max_objects, want", [(4, None, 4), (4, 3, 3), (None, None, 64), (None, 8, 8)])
+def test_decoder_batches_follow_the_decoders_preferred_batch(preferred, max_objects, want):
+    pred = toy_predictor(max_objects=max_objects)
+    pred.decoder.preferred_batch = preferred
+    gen = AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=64)
+    assert gen.batch_size == want
+    assert pred.decoder_batch == (None if want == 64 else want)
+    assert [r["bbox"] for r in gen.generate(toy_image())] == [EXPECTED[n][0] for n in "ACDB"]
+    assert max(pred.decoder.calls) == want and sum(pred.decoder.calls) == 64
+    assert gen.last_counts["decoder_calls"] == len(pred.decoder.calls) == -(-64 // want)
+
+
 @pytest.mark.parametrize("mode", ["coco_rle", "uncompressed_rle"])
 def test_rle_output_modes(mode):
     binary = AutomaticMaskGenerator(toy_predictor(), points_per_side=8).generate(toy_image())
@@ -393,7 +405,7 @@ def test_demo_model_finds_the_objects_of_unseen_scenes():
                     continue
                 total += 1
                 found += max((mask_iou(obj, m, 0.0) for m in masks), default=0.0) >= 0.5
-            assert gen.last_counts["points"] == 1024 and gen.last_counts["decoder_calls"] == 16
+            assert gen.last_counts["points"] == 1024 and gen.last_counts["decoder_calls"] == 1024 // 16
     assert total >= 15 and found / total >= 0.8, (found, total)
 
 

@@ -43,7 +43,7 @@ def test_output_shapes_and_selection(predictor, reference_images):
 
 
 @contextlib.contextmanager
-def _spied_decoder(predictor):
+def _spied_decoder(predictor, preferred_batch=None):
     """Record the ``point_coords`` shape of every decoder call the predictor makes: yields the list."""
     calls = []
     real = predictor.decoder
@@ -54,6 +54,8 @@ def _spied_decoder(predictor):
         def __call__(self, *args):
             calls.append(args[1].shape)
             return real(*args)
+
+    Spy.preferred_batch = preferred_batch
 
     predictor.decoder = Spy()
     try:
@@ -73,6 +75,11 @@ def test_batched_objects_one_decoder_call(predictor, reference_images):
         m1, s1, _ = predictor.predict(box=b)
         np.testing.assert_allclose(s1, scores[i], atol=1e-4)
         assert mask_iou(m1, masks[i]).min() > 0.999
+    with _spied_decoder(predictor, preferred_batch=2) as calls:  # more objects than the decoder prefers a call
+        split = predictor.predict(box=boxes)
+    assert calls == [(2, 2, 2), (1, 2, 2)] and predictor.decoder_batch is not None
+    for a, b in zip(split, (masks, scores, low)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_padded_point_sets_answer_as_alone(predictor, reference_images):

@@ -95,14 +95,23 @@ def _as_branch(model: Any, prefix: str, weights: Dict[tuple, str], outer: List[A
     return helper.make_graph(copies, prefix.rstrip("/"), [], outputs)
 
 
-def transformer_outputs(model: Any, scope: str = "/transformer/") -> List[str]:
-    """The tensors a plain decoder graph's two-way transformer hands to the upscaling and heads: made by a
-    node of the exporter's module ``scope`` and read by a node outside it (or a graph output). Sorted.
+def transformer_outputs(model: Any, scope: str = "/transformer/layers.") -> List[str]:
+    """The tensors a decoder graph's two-way blocks hand on to the transformer's final attention, the
+    upscaling and the heads: made by a node of the exporter's module ``scope`` and read by a node outside
+    it (or a graph output), constants and weights left out. Sorted.
+
+    This is where OpenVINO cuts the decoder for mixed precision (the blocks in fp32, the rest in bf16 /
+    fp16). Cutting after the final token -> image attention instead kept the masks no closer to fp32
+    (demo model: mean IoU 0.995 both) and ran 7% slower at B = 16.
 
     For a graph switched on B, those of its batch branch (the single-prompt branch has the same names).
     """
     graph = branch_of(model, "batch").graph
-    inside = {o for n in graph.node if n.name.startswith(scope) for o in n.output}
+    live = {i.name for i in graph.input}  # tensors that depend on an input (not weights, their casts)
+    for n in graph.node:
+        if live.intersection(_inputs_deep(n)):
+            live.update(n.output)
+    inside = {o for n in graph.node if n.name.startswith(scope) for o in n.output if o in live}
     used = {i for n in graph.node if not n.name.startswith(scope) for i in _inputs_deep(n)}
     return sorted(inside & (used | {o.name for o in graph.output}))
 

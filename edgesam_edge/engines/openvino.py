@@ -10,13 +10,13 @@ compiles them for this CPU, in the precision asked for:
 - ``"fp16"``: the encoder in float16 arithmetic, on CPUs with AVX512-FP16 / AMX-FP16 or
   Armv8.2 half-precision (``asimdhp``: Raspberry Pi 5, Jetson Orin) only.
 
-  With a reduced float the decoder's two-way transformer stays fp32 (the most sensitive part) and
-  its upscaling and mask head, half of its work per prompt, run in the reduced precision: the
-  decoder graph is compiled as two models cut where the transformer hands over
+  With a reduced float the decoder's two two-way blocks stay fp32 (the most sensitive part) and
+  its final attention, upscaling and mask head, more than half of its work per prompt, run in the
+  reduced precision: the decoder graph is compiled as two models cut where the blocks hand over
   (``decoder_precision`` overrides: "fp32" keeps all of it fp32, "bf16"/"fp16" all of it
   reduced). On the demo model, the sample photo and 32 prompts, against fp32: encoder bf16 mean
-  mask IoU 0.992 (min 0.964); plus the decoder's upscaling and head in bf16 0.991 (min 0.955);
-  the whole decoder in bf16 0.977 (min 0.806).
+  mask IoU 0.992 (min 0.964); plus the decoder's final attention, upscaling and head in bf16 0.991
+  (min 0.960); the whole decoder in bf16 0.977 (min 0.806).
 - ``"int8"``: an INT8 bundle from ``edgesam calibrate``. OpenVINO runs its Q/DQ
   encoder (``encoder.qdq.onnx``, the artifact TensorRT builds from too) as it is,
   so one calibration serves ONNX Runtime, TensorRT and OpenVINO; the decoder is the
@@ -235,7 +235,7 @@ def _handover(model: Any, names: Sequence[str]) -> List[Any]:
 def split_decoder(ov: Any, model: Any, names: Sequence[str]) -> Optional[Tuple[Any, Any]]:
     """``(front, head)``: a plain decoder ``model`` (an ``ov.Model``, not modified; no switch on B, see
     :func:`inline_branch`) cut at the tensors ``names`` (the manifest's
-    :data:`~edgesam_edge.names.MANIFEST_DECODER_HANDOVER`: where the transformer hands over). None where
+    :data:`~edgesam_edge.names.MANIFEST_DECODER_HANDOVER`: where the two-way blocks hand over). None where
     there is no such cut (no names, a graph with the switch, or names not found).
 
     ``front`` maps the decoder inputs to those tensors; ``head`` maps them, plus any decoder input it
@@ -489,7 +489,7 @@ def compile_decoder(ov: Any, core: Any, path: PathLike, config: Dict[str, Any],
     """The decoder at ``path`` (or ``model``, read from it and changed in place) compiled in ``config``.
 
     With ``head_config``, the decoder is compiled as two models cut at the tensors ``handover``, where its
-    transformer hands over (:func:`split_decoder`), the head in ``head_config``. A decoder switched on B is
+    two-way blocks hand over (:func:`split_decoder`), the rest in ``head_config``. A decoder switched on B is
     cut only for a static ``batch_size`` (its branch for that B inlined first); else, or where the
     ``handover`` tensors are not found, it is compiled whole, in ``config``."""
     if head_config is not None:
@@ -513,8 +513,8 @@ def compile_decoder(ov: Any, core: Any, path: PathLike, config: Dict[str, Any],
 class OpenVinoBackend(Backend):
     """OpenVINO on the CPU. Options: ``precision`` ("fp32", "bf16", "fp16", "int8"; default the bundle's
     own: int8 for INT8 bundles, else fp32), ``decoder_precision`` (default: fp32 for a float bundle
-    in fp32, int8 for an INT8 one; with bf16/fp16, the transformer in fp32 and the upscaling and head in
-    that precision, see the module), ``static_shapes`` (decoder shapes kept compiled static, default 4;
+    in fp32, int8 for an INT8 one; with bf16/fp16, the two-way blocks in fp32 and the rest in that
+    precision, see the module), ``static_shapes`` (decoder shapes kept compiled static, default 4;
     0: dynamic only), ``threads`` (default: physical cores), ``cache`` (True: the user cache dir, False,
     or a folder), ``hint`` ("LATENCY" default, "THROUGHPUT"), ``device`` ("CPU")."""
     formats = ("onnx",)
@@ -547,7 +547,7 @@ class OpenVinoBackend(Backend):
         if hint not in HINTS:
             raise EdgeSamError(f"hint {hint!r} is not one of {', '.join(HINTS)}")
         precision = check_precision(bundle, precision)
-        # a reduced float: by default the decoder's transformer stays fp32 and its upscaling and head follow
+        # a reduced float: by default the decoder's two-way blocks stay fp32 and the rest follows
         mixed = decoder_precision is None and precision in ("bf16", "fp16")
         decoder_precision = check_precision(bundle, "fp32" if mixed else decoder_precision)
         enc_path, dec_path = artifacts(bundle)

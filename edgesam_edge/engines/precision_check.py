@@ -46,8 +46,9 @@ NUM_PROMPTS = 16
 SEED = 0
 SAMPLE_IMAGE = DATA_DIR / "astronaut.jpg"
 #: Part of every record's key: raised when what a backend runs in a precision changes (2: OpenVINO's
-#: bf16/fp16 also run the decoder's upscaling and head in that precision), so older records are not reused.
-CHECK_VERSION = 2
+#: bf16/fp16 also run the decoder's upscaling and head in that precision; 3: its final attention too), so
+#: older records are not reused.
+CHECK_VERSION = 3
 
 
 def sample_prompts(height: int, width: int, n: int = NUM_PROMPTS, seed: int = SEED) -> Dict[str, np.ndarray]:

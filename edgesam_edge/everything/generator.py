@@ -112,7 +112,9 @@ class AutomaticMaskGenerator:
         predictor: a :class:`~edgesam_edge.predictor.Predictor` on any backend.
         points_per_side: points along each side of the grid (``points_per_side**2`` prompts);
             None when ``point_grids`` are given.
-        points_per_batch: prompts per decoder call (capped at the decoder's ``max_objects``).
+        points_per_batch: prompts per decoder call, at most the predictor's ``decoder_batch``: a
+            TensorRT profile's ``max_objects``, and 16 on CPU backends (``preferred_batch``; larger
+            batches were slower per prompt and hold gigabytes at S = 1024). Same masks at any value.
         pred_iou_thresh: keep masks whose predicted IoU is above this (0 keeps all). EdgeSAM's
             predicted IoU is the stability score of the low-resolution logits (offset 1).
         stability_score_thresh: keep masks whose stability score (IoU of the masks thresholded at
@@ -206,8 +208,9 @@ class AutomaticMaskGenerator:
 
     @property
     def batch_size(self) -> int:
-        """Prompts per decoder call: ``points_per_batch``, at most the decoder's ``max_objects``."""
-        limit = getattr(getattr(self.predictor, "decoder", None), "max_objects", None)
+        """Prompts per decoder call: ``points_per_batch``, at most the predictor's ``decoder_batch`` (the
+        decoder's ``max_objects`` and ``preferred_batch``)."""
+        limit = getattr(self.predictor, "decoder_batch", None)
         return self.points_per_batch if not limit else max(1, min(self.points_per_batch, int(limit)))
 
     # -- the whole image ----------------------------------------------------------------------
@@ -305,7 +308,7 @@ class AutomaticMaskGenerator:
                                f"expected ({len(points)}, 4, {side}, {side})")
         counts = self.last_counts
         counts["points"] += len(points)
-        counts["decoder_calls"] += math.ceil(len(points) / (pred.decoder.max_objects or len(points)))
+        counts["decoder_calls"] += math.ceil(len(points) / (pred.decoder_batch or len(points)))
         # num_multimask_outputs=3: masks 1..3, flattened point-major as the official generator does (mask k of
         # the batch is low[k // 3, 1 + k % 3]; no copy of the logits)
         if pred.score == "stability":

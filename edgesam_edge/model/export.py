@@ -311,7 +311,7 @@ def export_onnx(
         manifest["opset"] = opset
         manifest["reparameterized"] = bool(reparameterize)
         manifest["decoder_reassociated"] = bool(reparameterize)
-        if reparameterize:  # the decoder switched on B, and where its transformer hands over
+        if reparameterize:  # the decoder switched on B, and where its two-way blocks hand over
             import onnx
 
             from ..builders.batch_switch import transformer_outputs

@@ -14,7 +14,10 @@ Two rewrites, both exact up to float rounding (``tests/model/test_fast_decoder.p
      constant per query row, which softmax removes) and ``out_h = (P_h V) W_v,h^T + b_v,h`` (rows
      of ``P_h`` sum to 1).
    - image -> token (many queries, few keys): ``logits_h = Q (W_q,h^T K_h^T) + b_q,h K_h^T`` and
-     ``out = sum_h P_h (V_h W_o,h^T + b_o / H)`` (each head's row of ``P_h`` sums to 1).
+     ``out = sum_h P_h (V_h W_o,h^T + b_o / H)`` (each head's row of ``P_h`` sums to 1). The logits
+     are computed transposed, keys by image tokens, so that the softmax over a head's ~7 keys runs
+     along an outer axis, vectorised over the 4096 image tokens (OpenVINO: 10% faster a prompt at
+     B = 16, S = 1024; ONNX Runtime: the same).
 
    Where the image side is still shared by the whole batch (batch 1, the first layer) the
    original order is kept for batches: one projection serves every prompt. For one prompt the
@@ -88,7 +91,9 @@ class ReassociatedAttention(nn.Module):
             out = (pv.reshape(b, h, nq, -1) @ self._weight(a.v_proj).transpose(1, 2)).transpose(1, 2)
             out = out + a.v_proj.bias.reshape(h, d)
             return a.out_proj(out.reshape(b, nq, h * d))
-        # many queries (image tokens), few keys (prompt tokens)
+        # many queries (image tokens), few keys (prompt tokens). The logits are laid out (B, H, Nk, Nq):
+        # the softmax over each head's Nk keys then runs along a short outer axis, vectorised over the
+        # image tokens, rather than along a last axis of ~7 elements.
         kh = a._heads(a.k_proj(k))                                               # (B, H, Nk, d)
         vh = a._heads(a.v_proj(v))                                               # (B, H, Nk, d)
         b, _, nk, _ = kh.shape
@@ -96,17 +101,15 @@ class ReassociatedAttention(nn.Module):
         u = (vh @ wo.permute(1, 2, 0)).reshape(b, h * nk, -1)                    # (B, H*Nk, C)
         if self.share_image and q.shape[0] == 1:  # the image side is shared by the batch (first layer)
             qh = a._heads(a.q_proj(q))                                           # (1, H, Nq, d)
-            p = torch.softmax((qh @ kh.transpose(-1, -2)) * scale, dim=-1)       # (B, H, Nq, Nk)
-            p = p.permute(0, 2, 1, 3)                                            # (B, Nq, H, Nk)
+            logits = kh @ qh.transpose(-1, -2)                                   # (B, H, Nk, Nq)
         else:
-            m = (self._weight(a.q_proj).transpose(1, 2) @ kh.transpose(2, 3)).transpose(1, 2)  # (B, C, H, Nk)
+            mt = (kh @ self._weight(a.q_proj)).reshape(b, h * nk, -1)            # (B, H*Nk, C)
             c = kh @ a.q_proj.bias.reshape(h, d, 1)                              # (B, H, Nk, 1)
-            logits = q @ m.reshape(b, -1, h * nk) + c.reshape(b, 1, h * nk)      # (B, Nq, H*Nk)
-            p = torch.softmax(logits.reshape(b, -1, h, nk) * scale, dim=-1)      # (B, Nq, H, Nk)
-        # each head's row of P sums to 1, so adding b_o / H to every row of U adds b_o once (on the
+            logits = (mt @ q.transpose(1, 2)).reshape(b, h, nk, -1) + c          # (B, H, Nk, Nq)
+        p = torch.softmax(logits * scale, dim=2)                                 # (B, H, Nk, Nq)
+        # each head's column of P sums to 1, so adding b_o / H to every row of U adds b_o once (on the
         # small U rather than the (B, Nq, C) result)
-        nq = p.shape[1]
-        return p.reshape(b, nq, h * nk) @ (u + a.out_proj.bias / h)
+        return p.reshape(b, h * nk, -1).transpose(1, 2) @ (u + a.out_proj.bias / h)
 
 
 def _rewired(module: nn.Module, **children: nn.Module) -> nn.Module:

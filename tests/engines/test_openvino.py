@@ -246,7 +246,7 @@ def test_inlined_branch_and_split_decoder_answer_as_the_whole_graph(onnx_bundle)
 
     path = onnx_bundle / "decoder.onnx"
     names = load_bundle(onnx_bundle).manifest[MANIFEST_DECODER_HANDOVER]
-    assert len(names) == 2 and all(n.startswith("/transformer/") for n in names)
+    assert len(names) == 3 and all(n.startswith("/transformer/layers.1/") for n in names)
     core, cfg = ov.Core(), compile_config("fp32", cache=False)
     whole = compile_decoder(ov, core, path, cfg)
     assert isinstance(whole, _Request)
@@ -267,12 +267,12 @@ def test_inlined_branch_and_split_decoder_answer_as_the_whole_graph(onnx_bundle)
     assert inline_branch(plain, 1) and not inline_branch(plain, 1)  # the If is gone
     assert split_decoder(ov, plain, []) is None and split_decoder(ov, plain, ["no/such/tensor"]) is None
     front, head = split_decoder(ov, plain, names)
-    assert [o.get_any_name() for o in front.outputs] == ["handover0", "handover1"]
+    assert [o.get_any_name() for o in front.outputs] == ["handover0", "handover1", "handover2"]
     assert {o.get_any_name() for o in head.outputs} == {"scores", "masks"}
 
 
 def test_a_reduced_float_runs_the_decoder_head_in_it(onnx_bundle, monkeypatch, tmp_path):
-    """precision="bf16": the decoder's transformer in fp32, its upscaling and head in bf16 once a shape is
+    """precision="bf16": the decoder's two-way blocks in fp32, the rest in bf16 once a shape is
     compiled static; ``decoder_precision`` keeps the whole decoder in one precision."""
     from edgesam_edge.engines import openvino as backend
 

@@ -308,6 +308,9 @@ class TrtDecoder(Decoder):
     ``masks (B, 4, S/4, S/4)`` float32.
     """
 
+    #: A GPU takes the profile's whole ``max_objects`` per call.
+    preferred_batch = None
+
     def __init__(self, model: TrtModel) -> None:
         self.model = model
         missing = {DECODER_EMBEDDINGS, DECODER_POINT_COORDS, DECODER_POINT_LABELS} - set(model.inputs)
