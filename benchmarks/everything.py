@@ -15,8 +15,12 @@ post-processing / total:
   stability of the low-res logits), stability score, boxes, RLE of every mask that
   passes, box NMS. It gives the official records (the prompts carry the padding point of
   the PyTorch prompt encoder, so its masks are the official generator's).
+- ``official-style+openvino``: the same loop with the official-style files compiled by
+  OpenVINO with its defaults (bf16 on a CPU with it): the other thing a user would run
+  instead (``--no-openvino`` skips it; absent where OpenVINO is not installed).
 - ``ours``: ``AutomaticMaskGenerator(Predictor.load(bundle, backend="onnxruntime",
-  precision="fp32"))``, defaults (64 prompts per decoder call).
+  precision="fp32"))``, defaults (64 points a batch, 32 prompts a decoder call: ONNX
+  Runtime's ``preferred_batch``).
 - ``ours-1-per-call``: the same with ``points_per_batch=1``: what batching alone gives.
 - ``ours-default``: the default ``Predictor`` (``backend="auto"``, ``precision="auto"``: on a
   CPU with bf16, OpenVINO with the encoder and all but the decoder's two-way blocks in bf16, once its
@@ -51,7 +55,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from official_vs_edge import astronaut, export_pair  # noqa: E402
+from official_vs_edge import astronaut, export_pair, openvino_official  # noqa: E402
 
 from edgesam_edge.bench.everything import (agreement, everything_table, interleave,  # noqa: E402,F401
                                            official_style_generate, paired_ratio, summary)
@@ -94,6 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--warmup", type=int, default=0, help="untimed rounds first (default 0)")
     p.add_argument("--no-single", action="store_true", help="skip the ours-1-per-call variant")
     p.add_argument("--no-default", action="store_true", help="skip the ours-default variant")
+    p.add_argument("--no-openvino", action="store_true", help="skip the official-style+openvino variant")
     p.add_argument("--pause", type=float, default=0.1, help="idle seconds before each timed call (default 0.1)")
     p.add_argument("--json", help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -135,6 +140,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return ms
 
         fns = {"official-style": run_official, "ours": run_ours(ours, "ours")}
+        plain_ov = None if args.no_openvino else openvino_official(files)
+        if plain_ov is not None:
+            def run_official_ov() -> Dict[str, float]:
+                last["official-style+openvino"], ms = official_style_generate(
+                    plain_ov, image, args.points_per_side, stability_score_thresh=args.stability_score_thresh)
+                return ms
+
+            fns["official-style+openvino"] = run_official_ov
         if not args.no_single:
             fns["ours-1-per-call"] = run_ours(single, "ours-1-per-call")
         if default is not None:
@@ -175,12 +188,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report["default_predictor"] = chosen
         report["met_default"] = ratios["ours-default"] >= TARGET_RATIO
         report["agreement_default"] = agreement(last["ours-default"], last["official-style"])
+    if "official-style+openvino" in samples:
+        report["official_openvino_precision"] = plain_ov.encoder.precision if plain_ov is not None else None
+        report["ratio_vs_official_openvino"] = {
+            name: paired_ratio(samples["official-style+openvino"]["total"], s["total"])
+            for name, s in samples.items() if not name.startswith("official-style")}
     print("\n".join(everything_table(result, ratios)))
     print(f"decoder alone: official-style / ours = {decoder_ratio:.2f}; records {json.dumps(agree)}")
     print(f"target >= {TARGET_RATIO}x: {'met' if report['met'] else 'NOT met'} ({ratios['ours']:.2f}x)")
     if "ours-default" in samples:
         print(f"default Predictor ({json.dumps(chosen)}): {'met' if report['met_default'] else 'NOT met'} "
               f"({ratios['ours-default']:.2f}x); records {json.dumps(report['agreement_default'])}")
+    if "ratio_vs_official_openvino" in report:
+        print("against official-style+openvino: " + ", ".join(
+            f"{k} {v:.2f}x" for k, v in report["ratio_vs_official_openvino"].items()))
     if args.json:
         from edgesam_edge.atomic import write_text_atomic
         from edgesam_edge.jsonsafe import dumps

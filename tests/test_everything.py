@@ -405,7 +405,7 @@ def test_demo_model_finds_the_objects_of_unseen_scenes():
                     continue
                 total += 1
                 found += max((mask_iou(obj, m, 0.0) for m in masks), default=0.0) >= 0.5
-            assert gen.last_counts["points"] == 1024 and gen.last_counts["decoder_calls"] == 1024 // 16
+            assert gen.last_counts["points"] == 1024 and gen.last_counts["decoder_calls"] == 1024 // gen.batch_size
     assert total >= 15 and found / total >= 0.8, (found, total)
 
 

@@ -82,9 +82,11 @@ class Encoder(abc.ABC):
         self.close()
 
 
-#: ``preferred_batch`` of the CPU decoders. A batch shares only the first layer's image-side work, which
-#: 16 prompts already spread thin: at S = 1024 (AMD EPYC, 2 cores) a prompt cost 17.9 ms at B = 16 and
-#: 21.3 ms at B = 64 in ONNX Runtime, 14.7 and 15.5 ms in OpenVINO bf16, and B = 64 held about 5 GB.
+#: ``preferred_batch`` of the CPU decoders (ONNX Runtime's: 32). A batch shares only the first layer's
+#: image-side work, which 16-32 prompts already spread thin, while its memory grows with B: at S = 1024
+#: (AMD EPYC, 2 cores, interleaved rounds) OpenVINO bf16 took 12.9 ms a prompt at B = 16 and 13.5 at
+#: B = 64, peaking at 1.9 and 6.2 GB; ONNX Runtime 20.7 / 19.1 / 19.3 ms at B = 16 / 32 / 64, peaking
+#: at 0.9 GB (B = 16) and 3.4 GB (B = 64).
 CPU_DECODER_BATCH = 16
 
 

@@ -78,6 +78,10 @@ class OnnxEncoder(Encoder):
 
 class OnnxDecoder(Decoder):
     """Decoder on an ONNX Runtime session (dynamic B when the graph allows it)."""
+
+    #: See :data:`~edgesam_edge.engines.base.CPU_DECODER_BATCH`.
+    preferred_batch = 32
+
     def __init__(self, session: Any) -> None:
         self.session = session
         names = {i.name for i in session.get_inputs()}

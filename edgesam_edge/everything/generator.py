@@ -113,8 +113,8 @@ class AutomaticMaskGenerator:
         points_per_side: points along each side of the grid (``points_per_side**2`` prompts);
             None when ``point_grids`` are given.
         points_per_batch: prompts per decoder call, at most the predictor's ``decoder_batch``: a
-            TensorRT profile's ``max_objects``, and 16 on CPU backends (``preferred_batch``; larger
-            batches were slower per prompt and hold gigabytes at S = 1024). Same masks at any value.
+            TensorRT profile's ``max_objects``, and 16-32 on CPU backends (``preferred_batch``: larger
+            batches were no faster a prompt and hold gigabytes at S = 1024). Same masks at any value.
         pred_iou_thresh: keep masks whose predicted IoU is above this (0 keeps all). EdgeSAM's
             predicted IoU is the stability score of the low-resolution logits (offset 1).
         stability_score_thresh: keep masks whose stability score (IoU of the masks thresholded at

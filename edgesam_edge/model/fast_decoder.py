@@ -30,8 +30,13 @@ Two rewrites, both exact up to float rounding (``tests/model/test_fast_decoder.p
    channel LayerNorm is a plain last-axis LayerNorm), with the hypernetwork's dot product on the
    last axis too; only the final ``(B, 4, 4h, 4w)`` logits are rearranged into image order.
 
-At S = 1024 a decoder call goes from about 1.75 to 1.2 GMACs for one prompt and each further
-prompt of a batch from about 1.35 to 0.8 GMACs. :class:`~edgesam_edge.model.deploy.DeployDecoder`
+3. **Only what is read.** The softmax scale multiplies the few-token side, never the image-sized
+   logits, and the final token -> image attention is computed for the IoU and mask tokens only
+   (:class:`LeadingTokens`): nothing reads the prompt tokens after it.
+
+At S = 1024 (``edgesam_edge.bench.macs`` on the exported graphs) a decoder call costs 0.99 GMACs
+for one prompt and 0.84 for each further prompt of a batch, against 1.51 and 1.11 in the
+official order. :class:`~edgesam_edge.model.deploy.DeployDecoder`
 uses it, so the ONNX decoders do (ONNX Runtime, OpenVINO, TensorRT); the LiteRT export keeps
 the official order, which XNNPACK runs faster. Training and the reference path keep the
 original modules.
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -49,7 +54,7 @@ from torch import nn
 from .mask_decoder import MaskDecoder
 from .transformer import Attention, TwoWayTransformer
 
-__all__ = ["ReassociatedAttention", "reassociate", "FastMaskDecoder"]
+__all__ = ["ReassociatedAttention", "LeadingTokens", "reassociate", "FastMaskDecoder"]
 
 
 class ReassociatedAttention(nn.Module):
@@ -80,13 +85,16 @@ class ReassociatedAttention(nn.Module):
         h = a.num_heads
         d = a.internal_dim // h
         scale = 1.0 / math.sqrt(d)
+        # the softmax scale multiplies the few-token side, never the (.., Nq or Nk = h*w) logits
         if self.many == "keys":
+            qh = a._heads(a.q_proj(q)) * scale                                   # (B, H, Nq, d)
             if self.share_image and k.shape[0] == 1:  # the image side is shared by the batch (first layer)
-                return a(q, k, v)
+                p = torch.softmax(qh @ a._heads(a.k_proj(k)).transpose(-1, -2), dim=-1)   # (B, H, Nq, Nk)
+                out = p @ a._heads(a.v_proj(v))                                  # (B, H, Nq, d)
+                return a.out_proj(out.transpose(1, 2).reshape(q.shape[0], q.shape[1], h * d))
             b, nq, _ = q.shape
-            qh = a._heads(a.q_proj(q))                                           # (B, H, Nq, d)
             qt = qh @ self._weight(a.k_proj)                                     # (B, H, Nq, C)
-            logits = (qt.reshape(b, h * nq, -1) @ k.transpose(1, 2)) * scale     # (B, H*Nq, Nk)
+            logits = qt.reshape(b, h * nq, -1) @ k.transpose(1, 2)               # (B, H*Nq, Nk)
             pv = torch.softmax(logits, dim=-1) @ v                               # (B, H*Nq, C)
             out = (pv.reshape(b, h, nq, -1) @ self._weight(a.v_proj).transpose(1, 2)).transpose(1, 2)
             out = out + a.v_proj.bias.reshape(h, d)
@@ -94,7 +102,7 @@ class ReassociatedAttention(nn.Module):
         # many queries (image tokens), few keys (prompt tokens). The logits are laid out (B, H, Nk, Nq):
         # the softmax over each head's Nk keys then runs along a short outer axis, vectorised over the
         # image tokens, rather than along a last axis of ~7 elements.
-        kh = a._heads(a.k_proj(k))                                               # (B, H, Nk, d)
+        kh = a._heads(a.k_proj(k)) * scale                                       # (B, H, Nk, d)
         vh = a._heads(a.v_proj(v))                                               # (B, H, Nk, d)
         b, _, nk, _ = kh.shape
         wo = a.out_proj.weight.reshape(-1, h, d)                                 # (C, H, d)
@@ -106,10 +114,25 @@ class ReassociatedAttention(nn.Module):
             mt = (kh @ self._weight(a.q_proj)).reshape(b, h * nk, -1)            # (B, H*Nk, C)
             c = kh @ a.q_proj.bias.reshape(h, d, 1)                              # (B, H, Nk, 1)
             logits = (mt @ q.transpose(1, 2)).reshape(b, h, nk, -1) + c          # (B, H, Nk, Nq)
-        p = torch.softmax(logits * scale, dim=2)                                 # (B, H, Nk, Nq)
+        p = torch.softmax(logits, dim=2)                                         # (B, H, Nk, Nq)
         # each head's column of P sums to 1, so adding b_o / H to every row of U adds b_o once (on the
         # small U rather than the (B, Nq, C) result)
         return p.reshape(b, h * nk, -1).transpose(1, 2) @ (u + a.out_proj.bias / h)
+
+
+class LeadingTokens(nn.Module):
+    """An attention computed for its first ``n`` queries only, the output of the others zero: after the
+    transformer's final token -> image attention the decoder reads the IoU and mask tokens, never the
+    prompt tokens, so their rows of that attention (2 of ~7, as many image-sized products) are not computed.
+    ``(B, Nq, C)``, ``(B', Nk, C)``, ``(B', Nk, C)`` -> ``(B, Nq, C)``."""
+
+    def __init__(self, attention: nn.Module, n: int) -> None:
+        super().__init__()
+        self.attention = attention
+        self.n = int(n)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.attention(q[:, :self.n], k, v), torch.zeros_like(q[:, self.n:])], dim=1)
 
 
 def _rewired(module: nn.Module, **children: nn.Module) -> nn.Module:
@@ -120,11 +143,13 @@ def _rewired(module: nn.Module, **children: nn.Module) -> nn.Module:
     return new
 
 
-def reassociate(transformer: TwoWayTransformer, share_image: bool = True) -> TwoWayTransformer:
+def reassociate(transformer: TwoWayTransformer, share_image: bool = True,
+                read_tokens: Optional[int] = None) -> TwoWayTransformer:
     """A view of ``transformer`` whose cross-attentions run reassociated (same parameters, not copied).
 
     ``share_image``: see :class:`ReassociatedAttention` (True for batches, False for one prompt).
-    ``transformer`` itself is left as it is (training and the reference path use it).
+    ``read_tokens``: how many leading tokens are read after the transformer (:class:`LeadingTokens`;
+    None: all). ``transformer`` itself is left as it is (training and the reference path use it).
     """
     layers = [
         _rewired(layer,
@@ -133,7 +158,9 @@ def reassociate(transformer: TwoWayTransformer, share_image: bool = True) -> Two
                                                                  share_image))
         for layer in transformer.layers
     ]
-    final = ReassociatedAttention(transformer.final_attn_token_to_image, "keys", share_image)
+    final: nn.Module = ReassociatedAttention(transformer.final_attn_token_to_image, "keys", share_image)
+    if read_tokens is not None:
+        final = LeadingTokens(final, read_tokens)
     return _rewired(transformer, layers=nn.ModuleList(layers), final_attn_token_to_image=final)
 
 
@@ -147,7 +174,8 @@ class FastMaskDecoder(nn.Module):
     def __init__(self, decoder: MaskDecoder, share_image: bool = True) -> None:
         super().__init__()
         self.decoder = decoder
-        self.transformer = reassociate(decoder.transformer, share_image)
+        # the IoU token and the mask tokens are all predict_masks reads of the transformer's tokens
+        self.transformer = reassociate(decoder.transformer, share_image, 1 + decoder.num_mask_tokens)
 
     def upscale(self, src: torch.Tensor, hyper_in: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """As :meth:`MaskDecoder.upscale`: image tokens ``(B, h*w, C)``, hypernetwork weights ``(B, M, C/8)``

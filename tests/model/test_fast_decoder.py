@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch", reason="the model needs torch (extra 'expor
 
 from edgesam_edge.model.build import build_edge_sam  # noqa: E402
 from edgesam_edge.model.deploy import DeployDecoder  # noqa: E402
-from edgesam_edge.model.fast_decoder import FastMaskDecoder, ReassociatedAttention, reassociate  # noqa: E402
+from edgesam_edge.model.fast_decoder import (FastMaskDecoder, LeadingTokens, ReassociatedAttention,  # noqa: E402
+                                             reassociate)
 from edgesam_edge.model.transformer import Attention  # noqa: E402
 
 
@@ -38,6 +39,18 @@ def test_reassociated_attention_equals_attention(many, image_batch, prompts):
             want, got = attn(image, tokens, tokens), fast(image, tokens, tokens)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_leading_tokens_answer_the_first_queries_and_zero_the_rest():
+    torch.manual_seed(1)
+    attn = Attention(256, 8, downsample_rate=2).eval()
+    tokens, image = torch.randn(3, 7, 256), torch.randn(1, 300, 256)
+    with torch.no_grad():
+        want = attn(tokens, image, image)
+        got = LeadingTokens(ReassociatedAttention(attn, "keys"), 5)(tokens, image, image)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got[:, :5], want[:, :5], rtol=1e-4, atol=1e-4)
+    assert not got[:, 5:].any()
 
 
 def test_reassociated_attention_refuses_an_unknown_side():
