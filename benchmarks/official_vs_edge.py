@@ -145,7 +145,8 @@ class OpenVinoDefaultSession:
 
         self.compiled = ov.Core().compile_model(str(path), "CPU")
         self.request = self.compiled.create_infer_request()
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "bf16", "f32"
 
     def run(self, names: Any, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         result = self.request.infer(feeds)
