@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             fid = runs.get("fidelity")
             check = (f", masks at mean IoU {fid['mean_iou']} vs fp32" if fid else
                      f" ({runs['note']})" if runs.get("note") else "")
-            print(f"runs on: {runs['backend']} {runs['precision']} (chosen by the {runs['source']} ranking{check}) "
-                  f"for {runs['bundle']}")
+            dec = runs.get("decoder_precision")
+            dec = f", decoder {dec}" if dec and dec != runs["precision"] else ""
+            print(f"runs on: {runs['backend']} {runs['precision']}{dec} (chosen by the {runs['source']} "
+                  f"ranking{check}) for {runs['bundle']}")
     return 0

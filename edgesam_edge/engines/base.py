@@ -166,6 +166,13 @@ class Backend(abc.ABC):
         the bundle computes in (:func:`run_precision`); ``()`` for a format it does not read."""
         return (run_precision(bundle),) if bundle.format in cls.formats else ()
 
+    @classmethod
+    def decoder_precision(cls, bundle: "Bundle", precision: str) -> str:
+        """What the decoder computes in when :meth:`open` runs ``bundle`` in ``precision`` with its default
+        options, as the opened decoder's ``precision`` says it (e.g. OpenVINO's "fp32+bf16"). By default
+        the same precision as the encoder."""
+        return precision
+
 
 # The registry maps a name to a dotted path "module:Class", so that listing the
 # backends imports nothing heavy; the class is imported when it is asked for.

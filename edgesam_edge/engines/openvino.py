@@ -534,6 +534,15 @@ class OpenVinoBackend(Backend):
             return ()
         return ("int8",) if bundle.precision == "int8" else ("fp32", "bf16", "fp16")
 
+    @classmethod
+    def decoder_precision(cls, bundle: Any, precision: str) -> str:
+        """A reduced float: "fp32+bf16" / "fp32+fp16" (the two-way blocks in fp32, the rest in it, once a
+        shape is compiled static) for a bundle whose manifest says where to cut the decoder, else "fp32"."""
+        if precision not in ("bf16", "fp16"):
+            return precision
+        manifest = getattr(bundle, "manifest", None) or {}
+        return f"fp32+{precision}" if manifest.get(MANIFEST_DECODER_HANDOVER) else "fp32"
+
     def open(self, bundle: Any, precision: Optional[str] = None, decoder_precision: Optional[str] = None,
              threads: Optional[int] = None,
              cache: Union[bool, PathLike] = True, hint: str = "LATENCY", device: str = "CPU",
@@ -566,7 +575,7 @@ class OpenVinoBackend(Backend):
             return compile_decoder(ov, core, dec_path, dec_config, head_config, device, model, batch_size, handover)
 
         whole = build()
-        shown = f"fp32+{precision}" if mixed else decoder_precision
+        shown = f"fp32+{precision}" if mixed and handover else decoder_precision
         decoder = OpenVinoDecoder(whole, shown, _StaticShapes(core, dec_path, build, static_shapes))
         logger.debug("openvino: %s in %s, %s in %s (%s)", enc_path.name, precision, dec_path.name, shown, enc_config)
         return encoder, decoder

@@ -243,8 +243,9 @@ def expected(bundle: Any, backend: str = "auto", precision: str = "auto") -> Dic
     """What :func:`resolve` would open, without opening anything (for ``edgesam info``).
 
     Returns:
-        ``{"backend", "precision", "source", "fidelity", "note"}``: ``fidelity`` is the recorded check
-        of a reduced float (None if none applies or it has not run yet; then ``note`` says so).
+        ``{"backend", "precision", "decoder_precision", "source", "fidelity", "note"}``: ``fidelity`` is
+        the recorded check of a reduced float (None if none applies or it has not run yet; then ``note``
+        says so); ``decoder_precision`` what the decoder computes in (:meth:`Backend.decoder_precision`).
     """
     choices = plan(bundle, backend, precision)
     for c in choices:
@@ -256,9 +257,14 @@ def expected(bundle: Any, backend: str = "auto", precision: str = "auto") -> Dic
                 continue
             if record is None:
                 note = "the fidelity check against fp32 runs on first load"
-        return {"backend": c.backend, "precision": c.precision, "source": c.source, "fidelity": record, "note": note}
-    last = choices[-1]
-    return {"backend": last.backend, "precision": last.precision, "source": last.source, "fidelity": None, "note": ""}
+        return _expected(bundle, c, record, note)
+    return _expected(bundle, choices[-1], None, "")
+
+
+def _expected(bundle: Any, choice: Any, record: Optional[Dict[str, Any]], note: str) -> Dict[str, Any]:
+    return {"backend": choice.backend, "precision": choice.precision,
+            "decoder_precision": get_backend(choice.backend).decoder_precision(bundle, choice.precision),
+            "source": choice.source, "fidelity": record, "note": note}
 
 
 class _Kind:

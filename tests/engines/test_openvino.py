@@ -282,7 +282,7 @@ def test_a_reduced_float_runs_the_decoder_head_in_it(onnx_bundle, monkeypatch, t
     feeds = _decoder_feeds(1, 2)
     args = feeds["image_embeddings"], feeds["point_coords"], feeds["point_labels"]
     _, dec = backend.OpenVinoBackend().open(bundle, precision="bf16", cache=False, static_shapes=1)
-    assert dec.precision == "fp32+bf16"
+    assert dec.precision == "fp32+bf16" == backend.OpenVinoBackend.decoder_precision(bundle, "bf16")
     dec(*args)
     dec(*args)
     dec.settle()
@@ -294,6 +294,16 @@ def test_a_reduced_float_runs_the_decoder_head_in_it(onnx_bundle, monkeypatch, t
     _, whole = backend.OpenVinoBackend().open(bundle, precision="bf16", decoder_precision="fp32", cache=False)
     assert whole.precision == "fp32"
     whole.close()
+    # a bundle that does not say where to cut (exported before the cut existed) runs its decoder in fp32
+    old = tmp_path / "old"
+    shutil.copytree(onnx_bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["decoder_transformer_outputs"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    _, plain = backend.OpenVinoBackend().open(load_bundle(old), precision="bf16", cache=False)
+    assert plain.precision == "fp32" == backend.OpenVinoBackend.decoder_precision(load_bundle(old), "bf16")
+    plain.close()
+    assert backend.OpenVinoBackend.decoder_precision(bundle, "fp32") == "fp32"
     broken = tmp_path / "b"
     shutil.copytree(onnx_bundle, broken)
     manifest = json.loads((broken / "manifest.json").read_text())

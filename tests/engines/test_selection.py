@@ -220,6 +220,7 @@ def test_predictor_load_records_the_choice_and_info_prints_it(onnx_bundle, monke
     assert main(["info", str(onnx_bundle), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["runs_on"]["backend"], info["runs_on"]["precision"]) == (pred.backend_name, pred.precision)
+    assert info["runs_on"]["decoder_precision"] == getattr(pred.decoder, "precision", pred.precision)
     assert info["precisions"] == sysinfo.native_precisions()
     assert main(["info", str(onnx_bundle)]) == 0
     out = capsys.readouterr().out
