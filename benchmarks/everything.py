@@ -134,20 +134,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return dict(gen.last_timings)
             return call
 
-        def run_official() -> Dict[str, float]:
-            last["official-style"], ms = official_style_generate(
-                pipe, image, args.points_per_side, stability_score_thresh=args.stability_score_thresh)
-            return ms
+        def run_official(official: Any, name: str) -> Callable[[], Dict[str, float]]:
+            def call() -> Dict[str, float]:
+                last[name], ms = official_style_generate(
+                    official, image, args.points_per_side, stability_score_thresh=args.stability_score_thresh)
+                return ms
+            return call
 
-        fns = {"official-style": run_official, "ours": run_ours(ours, "ours")}
+        fns = {"official-style": run_official(pipe, "official-style"), "ours": run_ours(ours, "ours")}
         plain_ov = None if args.no_openvino else openvino_official(files)
         if plain_ov is not None:
-            def run_official_ov() -> Dict[str, float]:
-                last["official-style+openvino"], ms = official_style_generate(
-                    plain_ov, image, args.points_per_side, stability_score_thresh=args.stability_score_thresh)
-                return ms
-
-            fns["official-style+openvino"] = run_official_ov
+            fns["official-style+openvino"] = run_official(plain_ov, "official-style+openvino")
         if not args.no_single:
             fns["ours-1-per-call"] = run_ours(single, "ours-1-per-call")
         if default is not None:

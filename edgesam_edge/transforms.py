@@ -35,6 +35,9 @@ __all__ = [
 
 _MEAN = np.asarray(PIXEL_MEAN, np.float32)
 _INV_STD = (1.0 / np.asarray(PIXEL_STD, np.float64)).astype(np.float32)
+# the same as OpenCV scalars for a 3-channel image (4 values, the last unused)
+_CV_MEAN = tuple(float(m) for m in _MEAN) + (0.0,)
+_CV_INV_STD = tuple(float(v) for v in _INV_STD) + (0.0,)
 
 
 def preprocess_shape(h: int, w: int, size: int) -> Size:
@@ -148,14 +151,13 @@ def normalize_pad(resized: np.ndarray, size: int, out: Optional[np.ndarray] = No
     # * (1 / std) in float32, the same values as numpy's (x - mean) * inv_std, in about half the time
     if nhwc:  # the image's own layout, no transpose
         dst = out[0, :h, :w]
-        cv2.subtract(np.ascontiguousarray(resized), tuple(float(m) for m in _MEAN) + (0.0,), dst=dst,
-                     dtype=cv2.CV_32F)
-        cv2.multiply(dst, tuple(float(v) for v in _INV_STD) + (0.0,), dst=dst)
+        cv2.subtract(np.ascontiguousarray(resized), _CV_MEAN, dst=dst, dtype=cv2.CV_32F)
+        cv2.multiply(dst, _CV_INV_STD, dst=dst)
         return out
     for c, plane in enumerate(cv2.split(np.ascontiguousarray(resized))):
         dst = out[0, c, :h, :w]
-        cv2.subtract(plane, float(_MEAN[c]), dst=dst, dtype=cv2.CV_32F)
-        cv2.multiply(dst, float(_INV_STD[c]), dst=dst)
+        cv2.subtract(plane, _CV_MEAN[c], dst=dst, dtype=cv2.CV_32F)
+        cv2.multiply(dst, _CV_INV_STD[c], dst=dst)
     return out
 
 

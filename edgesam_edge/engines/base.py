@@ -48,6 +48,7 @@ __all__ = [
     "module_version",
     "probe_modules",
     "run_precision",
+    "REDUCED",
 ]
 
 
@@ -81,6 +82,10 @@ class Encoder(abc.ABC):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+
+#: Reduced floats: "auto" uses them only where native and after the fidelity check; OpenVINO runs the
+#: decoder's two-way blocks in fp32 under them.
+REDUCED = ("bf16", "fp16")
 
 #: ``preferred_batch`` of the CPU decoders (ONNX Runtime's: 32). A batch shares only the first layer's
 #: image-side work, which 16-32 prompts already spread thin, while its memory grows with B: at S = 1024

@@ -54,7 +54,7 @@ from ..names import (BRANCH_PREFIXES, DECODER_EMBEDDINGS, DECODER_INPUTS, DECODE
                      MANIFEST_DECODER_HANDOVER)
 from ..paths import cache_dir
 from ..sysinfo import BF16_FLAGS, FP16_FLAGS_ARM, FP16_FLAGS_X86, native_precisions, physical_cores
-from .base import Backend, BackendInfo, Decoder, Encoder, probe_modules, register_backend, require_module
+from .base import REDUCED, Backend, BackendInfo, Decoder, Encoder, probe_modules, register_backend, require_module
 
 logger = logging.getLogger(__name__)
 
@@ -462,7 +462,7 @@ def check_precision(bundle: Any, precision: Optional[str]) -> str:
     if own == "int8" and precision != "int8":
         raise EdgeSamError(f"bundle {bundle.root} is INT8: it runs in int8 only (precision {precision!r} needs "
                            "its float source bundle)")
-    if precision in ("bf16", "fp16") and precision not in native_precisions():
+    if precision in REDUCED and precision not in native_precisions():
         raise EdgeSamError(f"precision {precision!r} is not native on this CPU (no {_flags_for(precision)} flag); "
                            "it would be emulated, slower than fp32: use 'fp32' or 'auto'")
     return precision
@@ -538,7 +538,7 @@ class OpenVinoBackend(Backend):
     def decoder_precision(cls, bundle: Any, precision: str) -> str:
         """A reduced float: "fp32+bf16" / "fp32+fp16" (the two-way blocks in fp32, the rest in it, once a
         shape is compiled static) for a bundle whose manifest says where to cut the decoder, else "fp32"."""
-        if precision not in ("bf16", "fp16"):
+        if precision not in REDUCED:
             return precision
         manifest = getattr(bundle, "manifest", None) or {}
         return f"fp32+{precision}" if manifest.get(MANIFEST_DECODER_HANDOVER) else "fp32"
@@ -557,7 +557,7 @@ class OpenVinoBackend(Backend):
             raise EdgeSamError(f"hint {hint!r} is not one of {', '.join(HINTS)}")
         precision = check_precision(bundle, precision)
         # a reduced float: by default the decoder's two-way blocks stay fp32 and the rest follows
-        mixed = decoder_precision is None and precision in ("bf16", "fp16")
+        mixed = decoder_precision is None and precision in REDUCED
         decoder_precision = check_precision(bundle, "fp32" if mixed else decoder_precision)
         enc_path, dec_path = artifacts(bundle)
         ov = require_module("openvino", "OpenVINO", EXTRA)
@@ -575,7 +575,7 @@ class OpenVinoBackend(Backend):
             return compile_decoder(ov, core, dec_path, dec_config, head_config, device, model, batch_size, handover)
 
         whole = build()
-        shown = f"fp32+{precision}" if mixed and handover else decoder_precision
+        shown = self.decoder_precision(bundle, precision) if mixed else decoder_precision
         decoder = OpenVinoDecoder(whole, shown, _StaticShapes(core, dec_path, build, static_shapes))
         logger.debug("openvino: %s in %s, %s in %s (%s)", enc_path.name, precision, dec_path.name, shown, enc_config)
         return encoder, decoder

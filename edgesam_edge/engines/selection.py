@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from .. import sysinfo
 from ..errors import BackendUnavailable, EdgeSamError
 from . import precision_check
-from .base import available, backend_names, get_backend, run_precision
+from .base import REDUCED, available, backend_names, get_backend, run_precision
 from .profile import entries_for, load_profile
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ __all__ = ["PRECISIONS", "REDUCED", "Choice", "validate_precision", "candidates"
            "resolve", "expected", "installed_backends", "preferred_float_format"]
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-#: Reduced floats: used by "auto" only where native and after the fidelity check.
-REDUCED = ("bf16", "fp16")
 #: Backends "auto" never picks (the PyTorch reference runs checkpoints, for checks).
 NOT_AUTO = ("torch",)
 _PROFILE = object()  # "read this device's profile from the cache"
