@@ -20,7 +20,8 @@ post-processing / total:
   instead (``--no-openvino`` skips it; absent where OpenVINO is not installed).
 - ``ours``: ``AutomaticMaskGenerator(Predictor.load(bundle, backend="onnxruntime",
   precision="fp32"))``, defaults (64 points a batch, 32 prompts a decoder call: ONNX
-  Runtime's ``preferred_batch``).
+  Runtime's ``preferred_batch``; the two calls of a batch side by side on 2 cores: its
+  ``streams``).
 - ``ours-1-per-call``: the same with ``points_per_batch=1``: what batching alone gives.
 - ``ours-default``: the default ``Predictor`` (``backend="auto"``, ``precision="auto"``: on a
   CPU with bf16, OpenVINO with the encoder and all but the decoder's two-way blocks in bf16, once its

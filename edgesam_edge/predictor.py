@@ -233,14 +233,17 @@ class Predictor:
             labels.append(np.tile(np.asarray([[LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]], np.float32), (k, 1)))
         return np.concatenate(coords, 1).astype(np.float32), np.concatenate(labels, 1)
 
-    def decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray,
+               max_batch: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Run the decoder on ``(K, N, 2)`` / ``(K, N)`` in as few calls as the graph allows.
 
         Each prompt set answers as it would alone: padding (label -1) that only
         evens out the lengths of the K sets is dropped, and sets of different
         lengths go to the decoder in one call per length (the decoder attends over
         every point token, padding included, so an extra padding token would move
-        its answer). K sets of one length, the usual case, are one call.
+        its answer). K sets of one length, the usual case, are one call, or
+        calls of :attr:`decoder_batch` (or ``max_batch``, if smaller) prompts through
+        ``Decoder.decode_many`` (several at once on CPU backends with streams).
 
         Returns:
             ``scores (K, 4)`` float32 and ``masks (K, 4, S/4, S/4)`` float32 logits.
@@ -250,12 +253,12 @@ class Predictor:
         for i, (c, _) in enumerate(rows):
             groups.setdefault(len(c), []).append(i)
         if len(groups) == 1 and all(len(c) == coords.shape[1] for c, _ in rows):
-            return self._decode_batch(embedding, coords, labels)
+            return self._decode_batch(embedding, coords, labels, max_batch)
         scores: List[np.ndarray] = [np.empty(0)] * len(rows)
         masks: List[np.ndarray] = [np.empty(0)] * len(rows)
         for members in groups.values():
             s, m = self._decode_batch(embedding, np.stack([rows[i][0] for i in members]),
-                                      np.stack([rows[i][1] for i in members]))
+                                      np.stack([rows[i][1] for i in members]), max_batch)
             for j, i in enumerate(members):
                 scores[i], masks[i] = s[j], m[j]
         return np.stack(scores), np.stack(masks)
@@ -268,13 +271,15 @@ class Predictor:
                                    getattr(self.decoder, "preferred_batch", None)) if v]
         return min(limits) if limits else None
 
-    def _decode_batch(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray
-                      ) -> Tuple[np.ndarray, np.ndarray]:
-        limit = self.decoder_batch
+    def _decode_batch(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray,
+                      max_batch: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        limits = [v for v in (self.decoder_batch, max_batch) if v]
+        limit = min(limits) if limits else None
         k = coords.shape[0]
         if limit is None or k <= limit:
             return self.decoder(embedding, coords, labels)
-        parts = [self.decoder(embedding, coords[i : i + limit], labels[i : i + limit]) for i in range(0, k, limit)]
+        parts = self.decoder.decode_many(embedding, [(coords[i : i + limit], labels[i : i + limit])
+                                                     for i in range(0, k, limit)])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def predict(

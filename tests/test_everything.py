@@ -231,6 +231,26 @@ def test_decoder_batches_stay_within_max_objects():
     assert max(pred.decoder.calls) == 3 and sum(pred.decoder.calls) == 64
 
 
+def test_a_decoder_with_streams_gets_that_many_calls_at_once():
+    """With ``streams`` (CPU backends), the generator hands the decoder ``points_per_batch`` points, and at
+    least ``streams`` calls of ``batch_size``, at a time through ``decode_many``: the same calls and records."""
+    pred = toy_predictor()
+    pred.decoder.preferred_batch = 4
+    pred.decoder.streams = 3
+    many = []
+    real = pred.decoder.decode_many
+    pred.decoder.decode_many = lambda emb, batches: many.append([len(c) for c, _ in batches]) or real(emb, batches)
+    gen = AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=8)
+    assert gen.batch_size == 4
+    assert [r["bbox"] for r in gen.generate(toy_image())] == [EXPECTED[n][0] for n in "ACDB"]
+    assert many == [[4, 4, 4]] * 5  # 64 points: five rounds of three calls, then one call (no decode_many)
+    assert pred.decoder.calls == [4] * 16 and gen.last_counts["decoder_calls"] == 16
+    many.clear()
+    gen = AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=32)  # rounds of points_per_batch
+    assert [r["bbox"] for r in gen.generate(toy_image())] == [EXPECTED[n][0] for n in "ACDB"]
+    assert many == [[4] * 8] * 2
+
+
 @pytest.mark.parametrize("preferred, max_objects, want", [(4, None, 4), (4, 3, 3), (None, None, 64), (None, 8, 8)])
 def test_decoder_batches_follow_the_decoders_preferred_batch(preferred, max_objects, want):
     pred = toy_predictor(max_objects=max_objects)

@@ -9,6 +9,7 @@ import pytest
 
 from edgesam_edge import Predictor
 from edgesam_edge.errors import EdgeSamError, InvalidImage, InvalidPrompt
+from edgesam_edge.engines.base import Decoder
 from tests.conftest import REFERENCE_IMAGES as IMAGES, assert_matches_reference, mask_iou, predict_without_torch
 
 pytest.importorskip("onnxruntime", reason="the Predictor tests run on ONNX Runtime")
@@ -48,7 +49,7 @@ def _spied_decoder(predictor, preferred_batch=None):
     calls = []
     real = predictor.decoder
 
-    class Spy:
+    class Spy(Decoder):
         max_objects = None
 
         def __call__(self, *args):

@@ -22,13 +22,13 @@ import abc
 import importlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
 from ..errors import EdgeSamError
 from ..modules import module_version, require_module
-from ..names import LAYOUT_NCHW
+from ..names import DECODER_INPUTS, LAYOUT_NCHW
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle import Bundle
@@ -49,6 +49,7 @@ __all__ = [
     "probe_modules",
     "run_precision",
     "REDUCED",
+    "decoder_feeds",
 ]
 
 
@@ -95,6 +96,13 @@ REDUCED = ("bf16", "fp16")
 CPU_DECODER_BATCH = 16
 
 
+def decoder_feeds(image_embeddings: np.ndarray, point_coords: np.ndarray,
+                  point_labels: np.ndarray) -> Dict[str, np.ndarray]:
+    """A decoder graph's inputs by their ONNX names, contiguous float32 (see :meth:`Decoder.__call__`)."""
+    return {name: np.ascontiguousarray(value, np.float32)
+            for name, value in zip(DECODER_INPUTS, (image_embeddings, point_coords, point_labels))}
+
+
 class Decoder(abc.ABC):
     """Mask decoder over a batch of B prompts of N points each."""
 
@@ -104,6 +112,9 @@ class Decoder(abc.ABC):
     #: Callers with many prompts (``Predictor.decode``, segment everything) split them into calls of at
     #: most this many.
     preferred_batch: Optional[int] = CPU_DECODER_BATCH
+    #: How many calls :meth:`decode_many` runs side by side (1: one after another). Callers with many
+    #: prompts hand it at least this many calls at a time.
+    streams: int = 1
 
     @abc.abstractmethod
     def __call__(
@@ -120,6 +131,23 @@ class Decoder(abc.ABC):
         Returns:
             ``scores (B, 4)`` float32 and ``masks (B, 4, S/4, S/4)`` float32 logits.
         """
+
+    def decode_many(self, image_embeddings: np.ndarray, batches: Sequence[Tuple[np.ndarray, np.ndarray]]
+                    ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """Several calls on one embedding: ``[self(image_embeddings, c, l) for c, l in batches]``.
+
+        The way to decode many prompts (``Predictor.decode`` past ``preferred_batch``, segment
+        everything): CPU backends with streams run several of the calls at once
+        (:mod:`edgesam_edge.engines.streams`), the same answers in less time.
+
+        Args:
+            image_embeddings: ``(1, 256, S/16, S/16)`` float32.
+            batches: ``(point_coords (B, N, 2), point_labels (B, N))`` float32 pairs, as ``__call__``.
+
+        Returns:
+            One ``(scores (B, 4), masks (B, 4, S/4, S/4))`` per batch, in order.
+        """
+        return [self(image_embeddings, coords, labels) for coords, labels in batches]
 
     def close(self) -> None:
         """Release the backend's resources."""

@@ -34,6 +34,9 @@ background, which OpenVINO runs faster (about 30% at K = 1 here). A decoder expo
 package switches on B between a single-prompt and a batch order of its transformer
 (:mod:`edgesam_edge.builders.batch_switch`); OpenVINO runs the branch each call's B asks for, and a
 mixed-precision static copy has that branch inlined (:func:`inline_branch`) before it is cut.
+For many prompts (:meth:`OpenVinoDecoder.decode_many`: segment everything, ``Predictor.decode``
+past ``preferred_batch``) a shape also gets a copy compiled with ``streams`` streams (default 2),
+whose calls run side by side, one per stream (:mod:`edgesam_edge.engines.streams`).
 
 Only numpy and ``openvino`` are imported, and ``openvino`` only when a bundle is opened.
 """
@@ -50,11 +53,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import BundleError, EdgeSamError, first_line
-from ..names import (BRANCH_PREFIXES, DECODER_EMBEDDINGS, DECODER_INPUTS, DECODER_OUTPUTS, DECODER_POINT_COORDS,
+from ..names import (BRANCH_PREFIXES, DECODER_INPUTS, DECODER_OUTPUTS, DECODER_POINT_COORDS,
                      MANIFEST_DECODER_HANDOVER)
 from ..paths import cache_dir
 from ..sysinfo import BF16_FLAGS, FP16_FLAGS_ARM, FP16_FLAGS_X86, native_precisions, physical_cores
-from .base import REDUCED, Backend, BackendInfo, Decoder, Encoder, probe_modules, register_backend, require_module
+from .base import (REDUCED, Backend, BackendInfo, Decoder, Encoder, decoder_feeds, probe_modules, register_backend,
+                   require_module)
+from .streams import default_streams, run_streams
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +68,13 @@ __all__ = ["OpenVinoBackend", "OpenVinoEncoder", "OpenVinoDecoder", "compile_con
            "compile_decoder"]
 
 EXTRA = "openvino"
-OPTIONS = ("threads", "precision", "decoder_precision", "cache", "hint", "device", "static_shapes")
+OPTIONS = ("threads", "precision", "decoder_precision", "cache", "hint", "device", "static_shapes", "streams")
 #: Our precision names -> OpenVINO's ``INFERENCE_PRECISION_HINT`` for the float parts of a graph.
 INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 HINTS = ("LATENCY", "THROUGHPUT")
+#: (B, N) shapes kept compiled with streams for :meth:`OpenVinoDecoder.decode_many` (one is the usual case:
+#: ``preferred_batch`` single points).
+POOLED_SHAPES = 2
 #: Names the cut tensors of a mixed-precision decoder get between its two compiled models.
 HANDOVER = "handover"
 
@@ -147,6 +155,10 @@ class _Request:
             result = self.request.infer(feeds, share_inputs=True, share_outputs=False)
             return [np.asarray(result[o], np.float32) for o in self.compiled.outputs]
 
+    def twin(self) -> "_Request":
+        """Another infer request on the same compiled model (a stream of its own under NUM_STREAMS)."""
+        return _Request(self.compiled, self.path)
+
     def input_shape(self, name: str) -> Any:
         """The (partial) shape of input ``name``."""
         return next(i for i in self.compiled.inputs if i.get_any_name() == name).get_partial_shape()
@@ -183,10 +195,29 @@ class _SplitRequest:
             result = head.infer(rest, share_inputs=True, share_outputs=False)
             return [np.asarray(result[o], np.float32) for o in self.head.compiled.outputs]
 
+    def twin(self) -> "_SplitRequest":
+        """Another pair of infer requests on the same two compiled models."""
+        return _SplitRequest(self.front.twin(), self.head.twin())
+
     def close(self) -> None:
         with self._lock:
             self.front.close()
             self.head.close()
+
+
+class _Pool:
+    """``n`` infer requests on one decoder compiled with ``NUM_STREAMS`` n, called side by side
+    (:func:`~edgesam_edge.engines.streams.run_streams`): a list of feeds -> their outputs, in order."""
+
+    def __init__(self, request: Union[_Request, _SplitRequest], n: int) -> None:
+        self.requests = [request] + [request.twin() for _ in range(int(n) - 1)]
+
+    def __call__(self, feeds: Sequence[Dict[str, np.ndarray]]) -> List[List[np.ndarray]]:
+        return run_streams(self.requests, feeds)
+
+    def close(self) -> None:
+        for request in self.requests:
+            request.close()
 
 
 def inline_branch(model: Any, batch_size: int) -> bool:
@@ -309,15 +340,17 @@ class _StaticShapes:
     """Static-shape copies of a dynamic decoder, for the (B, N) it is called with again and again.
 
     OpenVINO runs a graph compiled for fixed shapes faster than the same graph with dynamic
-    ones (the decoder at K = 1: about 30% here). A shape seen the second time is compiled
-    in a background thread (about 0.3 s on 2 cores; cached on disk like the rest), so no
+    ones (the decoder at K = 1: about 30% here). A shape seen the ``after``-th time (default: the
+    second) is compiled in a background thread (about 0.3 s on 2 cores; cached on disk like the rest), so no
     call waits for it: calls run on the dynamic graph until the static one is ready. At
-    most ``limit`` shapes are kept, the least recently used dropped.
+    most ``limit`` shapes are kept, the least recently used dropped. ``build(model, B)`` makes
+    the request (or, for :meth:`OpenVinoDecoder.decode_many`, the :class:`_Pool`) of a shape.
     """
 
-    def __init__(self, core: Any, path: PathLike, build: Callable[[Any, int], Any], limit: int) -> None:
-        self.core, self.path, self.build, self.limit = core, Path(path), build, int(limit)
-        self._ready: "OrderedDict[Tuple[int, int], _Request]" = OrderedDict()
+    def __init__(self, core: Any, path: PathLike, build: Callable[[Any, int], Any], limit: int,
+                 after: int = 2) -> None:
+        self.core, self.path, self.build, self.limit, self.after = core, Path(path), build, int(limit), int(after)
+        self._ready: "OrderedDict[Tuple[int, int], Any]" = OrderedDict()
         self._seen: Dict[Tuple[int, int], int] = {}
         self._threads: Dict[Tuple[int, int], threading.Thread] = {}
         self._failed: set = set()
@@ -325,8 +358,9 @@ class _StaticShapes:
         self._lock = threading.Lock()
         self._closed = False
 
-    def get(self, shape: Tuple[int, int]) -> Optional[_Request]:
-        """The static request for ``shape`` if it is ready (else None, and maybe start compiling it)."""
+    def get(self, shape: Tuple[int, int]) -> Any:
+        """The static request (or :class:`_Pool`) for ``shape`` if it is ready (else None, and maybe start
+        compiling it)."""
         if self.limit <= 0:
             return None
         with self._lock:
@@ -335,7 +369,7 @@ class _StaticShapes:
                 self._ready.move_to_end(shape)
                 return req
             self._seen[shape] = self._seen.get(shape, 0) + 1
-            if self._seen[shape] >= 2 and shape not in self._threads and shape not in self._failed \
+            if self._seen[shape] >= self.after and shape not in self._threads and shape not in self._failed \
                     and not self._closed:
                 # not a daemon: the interpreter waits for it at exit instead of tearing OpenVINO down
                 # under a compilation (which aborts the process)
@@ -396,10 +430,14 @@ class _StaticShapes:
 class OpenVinoDecoder(Decoder):
     """Embedding + ``point_coords (B, N, 2)`` + ``point_labels (B, N)`` -> ``scores (B, 4)``,
     ``masks (B, 4, S/4, S/4)``, all float32. B and N stay as dynamic as the graph has them; shapes
-    called with repeatedly get a static-shape copy compiled in the background (:class:`_StaticShapes`)."""
+    called with repeatedly get a static-shape copy compiled in the background (:class:`_StaticShapes`).
+
+    ``pools``: static copies compiled with ``streams`` streams, for :meth:`decode_many` (several
+    calls side by side, :mod:`~edgesam_edge.engines.streams`); None: one call after another."""
 
     def __init__(self, request: Union[_Request, _SplitRequest], precision: str = "fp32",
-                 static: Optional[_StaticShapes] = None) -> None:
+                 static: Optional[_StaticShapes] = None, pools: Optional[_StaticShapes] = None,
+                 streams: int = 1) -> None:
         self._req = request
         missing = set(DECODER_INPUTS) - set(request.inputs)
         if missing:
@@ -409,17 +447,16 @@ class OpenVinoDecoder(Decoder):
         self.max_objects = _static(shape[0]) if shape.rank.is_static else None
         dynamic = shape.rank.is_dynamic or shape[0].is_dynamic or shape[1].is_dynamic
         self._static = static if dynamic else None
+        self._pools = pools if dynamic and streams > 1 else None
+        #: How many calls :meth:`decode_many` runs side by side once a shape's pool is compiled.
+        self.streams = int(streams) if self._pools is not None else 1
         names = self._req.outputs
         self._order = [names.index(n) for n in DECODER_OUTPUTS] if set(DECODER_OUTPUTS) <= set(names) else [0, 1]
         self.precision = precision
 
     def __call__(self, image_embeddings: np.ndarray, point_coords: np.ndarray,
                  point_labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        feeds = {
-            DECODER_EMBEDDINGS: np.ascontiguousarray(image_embeddings, np.float32),
-            DECODER_POINT_COORDS: np.ascontiguousarray(point_coords, np.float32),
-            DECODER_INPUTS[2]: np.ascontiguousarray(point_labels, np.float32),
-        }
+        feeds = decoder_feeds(image_embeddings, point_coords, point_labels)
         req = self._static.get(tuple(point_coords.shape[:2])) if self._static is not None else None
         try:
             outs = req(feeds) if req is not None else self._req(feeds)
@@ -429,18 +466,45 @@ class OpenVinoDecoder(Decoder):
             outs = self._req(feeds)  # evicted by another thread meanwhile
         return outs[self._order[0]], outs[self._order[1]]
 
+    def decode_many(self, image_embeddings: np.ndarray, batches: Sequence[Tuple[np.ndarray, np.ndarray]]
+                    ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """As :meth:`Decoder.decode_many`; the batches of the first one's (B, N) run ``streams`` at a time on
+        that shape's pool once it is compiled (in the background, from the first time a shape comes: many
+        calls at once are bulk work), the others (a shorter last batch) one after another."""
+        batches = list(batches)
+        pool = self._pools.get(tuple(batches[0][0].shape[:2])) if self._pools is not None and len(batches) > 1 \
+            else None
+        if pool is None:
+            return super().decode_many(image_embeddings, batches)
+        shape = batches[0][0].shape[:2]
+        same = [i for i, (coords, _) in enumerate(batches) if coords.shape[:2] == shape]
+        try:
+            outs = pool([decoder_feeds(image_embeddings, *batches[i]) for i in same])
+        except _Closed:  # evicted by another thread meanwhile
+            return super().decode_many(image_embeddings, batches)
+        results: List[Optional[Tuple[np.ndarray, np.ndarray]]] = [None] * len(batches)
+        for i, out in zip(same, outs):
+            results[i] = (out[self._order[0]], out[self._order[1]])
+        return [r if r is not None else self(image_embeddings, *batches[i]) for i, r in enumerate(results)]
+
     def static_shapes(self) -> List[Tuple[int, int]]:
         """The (B, N) that run on a static-shape graph (see :class:`_StaticShapes`)."""
         return self._static.shapes() if self._static is not None else []
 
+    def stream_shapes(self) -> List[Tuple[int, int]]:
+        """The (B, N) whose :meth:`decode_many` runs ``streams`` calls side by side (pool compiled)."""
+        return self._pools.shapes() if self._pools is not None else []
+
     def settle(self, timeout: Optional[float] = None) -> None:
         """Wait for static-shape compilations under way."""
-        if self._static is not None:
-            self._static.settle(timeout)
+        for shapes in (self._static, self._pools):
+            if shapes is not None:
+                shapes.settle(timeout)
 
     def close(self) -> None:
-        if self._static is not None:
-            self._static.close()
+        for shapes in (self._static, self._pools):
+            if shapes is not None:
+                shapes.close()
         self._req.close()
 
 
@@ -515,8 +579,10 @@ class OpenVinoBackend(Backend):
     own: int8 for INT8 bundles, else fp32), ``decoder_precision`` (default: fp32 for a float bundle
     in fp32, int8 for an INT8 one; with bf16/fp16, the two-way blocks in fp32 and the rest in that
     precision, see the module), ``static_shapes`` (decoder shapes kept compiled static, default 4;
-    0: dynamic only), ``threads`` (default: physical cores), ``cache`` (True: the user cache dir, False,
-    or a folder), ``hint`` ("LATENCY" default, "THROUGHPUT"), ``device`` ("CPU")."""
+    0: dynamic only), ``streams`` (calls :meth:`OpenVinoDecoder.decode_many` runs side by side, each on
+    its share of the threads; default 2 with 2 or more threads, 1: one after another), ``threads`` (default:
+    physical cores), ``cache`` (True: the user cache dir, False, or a folder), ``hint`` ("LATENCY"
+    default, "THROUGHPUT"), ``device`` ("CPU")."""
     formats = ("onnx",)
     extra = EXTRA
     #: Below onnxruntime's 10: without knowing the CPU's features, ONNX Runtime stays the choice for
@@ -546,13 +612,16 @@ class OpenVinoBackend(Backend):
     def open(self, bundle: Any, precision: Optional[str] = None, decoder_precision: Optional[str] = None,
              threads: Optional[int] = None,
              cache: Union[bool, PathLike] = True, hint: str = "LATENCY", device: str = "CPU",
-             static_shapes: int = 4, **options: Any) -> Tuple[Encoder, Decoder]:
+             static_shapes: int = 4, streams: Optional[int] = None, **options: Any) -> Tuple[Encoder, Decoder]:
         if options:
             raise EdgeSamError(f"unknown openvino options {sorted(options)}: expected {', '.join(OPTIONS)}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise EdgeSamError(f"threads {threads!r} is not a positive integer")
         if not isinstance(static_shapes, int) or static_shapes < 0:
             raise EdgeSamError(f"static_shapes {static_shapes!r} is not an integer >= 0")
+        if streams is not None and (not isinstance(streams, int) or isinstance(streams, bool) or streams < 1):
+            raise EdgeSamError(f"streams {streams!r} is not a positive integer")
+        streams = default_streams(threads) if streams is None else streams
         if hint not in HINTS:
             raise EdgeSamError(f"hint {hint!r} is not one of {', '.join(HINTS)}")
         precision = check_precision(bundle, precision)
@@ -574,8 +643,17 @@ class OpenVinoBackend(Backend):
         def build(model: Any = None, batch_size: Optional[int] = None) -> Union[_Request, _SplitRequest]:
             return compile_decoder(ov, core, dec_path, dec_config, head_config, device, model, batch_size, handover)
 
+        def build_pool(model: Any, batch_size: int) -> _Pool:
+            pooled = {**dec_config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+            pooled_head = {**head_config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams} \
+                if head_config is not None else None
+            return _Pool(compile_decoder(ov, core, dec_path, pooled, pooled_head, device, model, batch_size,
+                                         handover), streams)
+
         whole = build()
         shown = self.decoder_precision(bundle, precision) if mixed else decoder_precision
-        decoder = OpenVinoDecoder(whole, shown, _StaticShapes(core, dec_path, build, static_shapes))
+        pools = _StaticShapes(core, dec_path, build_pool, POOLED_SHAPES, after=1) \
+            if streams > 1 and static_shapes else None
+        decoder = OpenVinoDecoder(whole, shown, _StaticShapes(core, dec_path, build, static_shapes), pools, streams)
         logger.debug("openvino: %s in %s, %s in %s (%s)", enc_path.name, precision, dec_path.name, shown, enc_config)
         return encoder, decoder

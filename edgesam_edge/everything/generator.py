@@ -115,6 +115,8 @@ class AutomaticMaskGenerator:
         points_per_batch: prompts per decoder call, at most the predictor's ``decoder_batch``: a
             TensorRT profile's ``max_objects``, and 16-32 on CPU backends (``preferred_batch``: larger
             batches were no faster a prompt and hold gigabytes at S = 1024). Same masks at any value.
+            Each round of ``points_per_batch`` points (at least ``streams`` calls) goes to the decoder's
+            ``decode_many``, which CPU backends with streams run that many calls at a time.
         pred_iou_thresh: keep masks whose predicted IoU is above this (0 keeps all). EdgeSAM's
             predicted IoU is the stability score of the low-resolution logits (offset 1).
         stability_score_thresh: keep masks whose stability score (IoU of the masks thresholded at
@@ -278,7 +280,9 @@ class AutomaticMaskGenerator:
         self._clock["encoder"] += time.perf_counter() - t0
         ch, cw = crop.shape[:2]
         points = self.point_grids[layer] * np.array([[cw, ch]], np.float64)
-        size = self.batch_size
+        # points_per_batch points a round, at least as many decoder calls as the decoder runs side by side
+        streams = max(1, int(getattr(self.predictor.decoder, "streams", 1)))
+        size = max(self.points_per_batch, self.batch_size * streams)
         parts = []
         for i in range(0, len(points), size):
             parts.append(self._process_batch(emb, points[i:i + size], crop_box, image.shape[:2]))
@@ -294,13 +298,14 @@ class AutomaticMaskGenerator:
 
     def _process_batch(self, emb: "ImageEmbedding", points: np.ndarray, crop_box: List[int],
                        orig_size: Tuple[int, int]) -> _Candidates:
-        """One decoder call for ``points`` ``(b, 2)`` in crop pixels -> the masks that pass every filter."""
+        """Decoder calls of ``batch_size`` for ``points`` ``(b, 2)`` in crop pixels -> the masks that pass every
+        filter."""
         pred = self.predictor
         crop_size = emb.original_size
         prompts = validate_prompts(points[:, None, :], np.ones((len(points), 1)), None, crop_size)
         coords, labels = pred.decoder_inputs(prompts, crop_size)
         t0 = time.perf_counter()
-        scores, low = pred.decode(emb.embedding, coords, labels)
+        scores, low = pred.decode(emb.embedding, coords, labels, max_batch=self.batch_size)
         self._clock["decoder"] += time.perf_counter() - t0
         side = pred.input_size // MASK_STRIDE
         if low.shape != (len(points), 4, side, side):
@@ -308,7 +313,7 @@ class AutomaticMaskGenerator:
                                f"expected ({len(points)}, 4, {side}, {side})")
         counts = self.last_counts
         counts["points"] += len(points)
-        counts["decoder_calls"] += math.ceil(len(points) / (pred.decoder_batch or len(points)))
+        counts["decoder_calls"] += math.ceil(len(points) / self.batch_size)
         # num_multimask_outputs=3: masks 1..3, flattened point-major as the official generator does (mask k of
         # the batch is low[k // 3, 1 + k % 3]; no copy of the logits)
         if pred.score == "stability":

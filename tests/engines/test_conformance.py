@@ -171,3 +171,25 @@ def test_end_to_end_masks_agree(case, ctx, image_name):
         union = (m | mb).sum((-1, -2))
         ious.append(np.where(union == 0, 1.0, inter / np.maximum(union, 1)))
     assert float(np.mean(ious)) >= c.min_iou
+
+
+def test_decode_many_answers_as_the_calls_one_at_a_time(case, ctx):
+    """``Decoder.decode_many`` (CPU backends with streams run several calls side by side) gives each batch
+    what the call alone gives, in order, a shorter last batch included."""
+    c, pred = case
+    rng = np.random.default_rng(7)
+    emb = ctx["baseline"].encoder(np.zeros((1, 3, 1024, 1024), np.float32))
+    batches = [(rng.uniform(0, 1024, (b, 2, 2)).astype(np.float32), np.tile(np.float32([[1, -1]]), (b, 1)))
+               for b in (4, 4, 4, 2)]
+    for _ in range(2):  # OpenVINO compiles a shape in the background from its second call (mixed precision)
+        want = [pred.decoder(emb, coords, labels) for coords, labels in batches]
+        getattr(pred.decoder, "settle", lambda: None)()
+    want = [pred.decoder(emb, coords, labels) for coords, labels in batches]
+    for _ in range(3):  # and its streams from its second decode_many
+        got = pred.decoder.decode_many(emb, batches)
+        getattr(pred.decoder, "settle", lambda: None)()
+    assert len(got) == len(want)
+    for (scores, masks), (want_scores, want_masks), (coords, _) in zip(got, want, batches):
+        assert scores.shape == (len(coords), 4) and masks.shape == (len(coords), 4, 256, 256)
+        assert np.abs(masks - want_masks).max() <= 1e-3 * max(1.0, np.abs(want_masks).max() / 50)
+        np.testing.assert_allclose(scores, want_scores, atol=1e-3)

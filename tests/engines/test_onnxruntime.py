@@ -86,3 +86,40 @@ def test_int8_dot_saturates(arch: str, simd: list, expected: bool) -> None:
     from edgesam_edge.sysinfo import int8_dot_saturates
 
     assert int8_dot_saturates({"arch": arch, "simd": simd}) is expected
+
+
+def test_decode_many_runs_on_sessions_of_their_own(small_bundle):
+    """streams=2: decode_many opens two more decoder sessions of one thread each (once, on first use) and
+    runs its calls on them side by side, answering as the calls one at a time."""
+    import numpy as np
+
+    _, dec = OnnxRuntimeBackend().open(load_bundle(small_bundle), streams=2, threads=2)
+    assert dec.streams == 2 and dec._stream_sessions == []
+    rng = np.random.default_rng(3)
+    side = dec.session.get_inputs()[0].shape[-1]  # the small bundle's S / 16
+    emb = rng.standard_normal((1, 256, side, side), dtype=np.float32)
+    batches = [(rng.uniform(0, 16 * side, (2, 2, 2)).astype(np.float32), np.float32([[1, -1], [1, 0]]))
+               for _ in range(3)]
+    want = [dec(emb, *b) for b in batches]
+    got = dec.decode_many(emb, batches)
+    assert len(dec._stream_sessions) == 2
+    assert all(s.get_session_options().intra_op_num_threads == 1 for s in dec._stream_sessions)
+    sessions = list(dec._stream_sessions)
+    dec.decode_many(emb, batches)
+    assert dec._stream_sessions == sessions  # opened once
+    for (scores, masks), (want_scores, want_masks) in zip(got, want):
+        np.testing.assert_allclose(masks, want_masks, atol=1e-3)
+        np.testing.assert_allclose(scores, want_scores, atol=1e-4)
+    dec.close()
+    with pytest.raises(EdgeSamError, match="closed"):
+        dec(emb, *batches[0])
+    _, one = OnnxRuntimeBackend().open(load_bundle(small_bundle), streams=1)
+    assert one.streams == 1
+    one.decode_many(emb, batches)
+    assert one._stream_sessions == []
+
+
+@pytest.mark.parametrize("streams", [0, 2.0, "2", False])
+def test_streams_must_be_a_positive_integer(small_bundle, streams):
+    with pytest.raises(EdgeSamError, match=r"^streams .* is not a positive integer$"):
+        OnnxRuntimeBackend().open(load_bundle(small_bundle), streams=streams)

@@ -311,3 +311,41 @@ def test_a_reduced_float_runs_the_decoder_head_in_it(onnx_bundle, monkeypatch, t
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="manifest 'decoder_transformer_outputs' is 'src'"):
         backend.OpenVinoBackend().open(load_bundle(broken), precision="bf16")
+
+
+def test_decode_many_runs_calls_side_by_side_on_a_pool_of_streams(onnx_bundle):
+    """streams=2: from the first decode_many of a (B, N), that shape gets a copy compiled with two streams
+    (in the background) and its calls run two at a time, answering as the calls one at a time."""
+    from edgesam_edge.engines.openvino import OpenVinoBackend, _Pool
+
+    bundle = load_bundle(onnx_bundle)
+    feeds = _decoder_feeds(3, 2, seed=5)
+    emb = feeds["image_embeddings"]
+    batches = [(feeds["point_coords"] + 7 * i, feeds["point_labels"]) for i in range(3)]
+    _, dec = OpenVinoBackend().open(bundle, cache=False, streams=2)
+    assert dec.streams == 2 and dec.stream_shapes() == []
+    want = [dec(emb, *b) for b in batches]
+    dec.decode_many(emb, batches[:1])
+    assert dec.stream_shapes() == []  # one call: nothing to run side by side, nothing compiled
+    first = dec.decode_many(emb, batches)  # one call after another while the pool compiles
+    dec.settle()
+    assert dec.stream_shapes() == [(3, 2)]
+    pool = dec._pools.get((3, 2))
+    assert isinstance(pool, _Pool) and len(pool.requests) == 2
+    assert pool.requests[0].compiled is pool.requests[1].compiled  # one compiled model, two infer requests
+    assert pool.requests[0].compiled.get_property("NUM_STREAMS") == 2
+    for (scores, masks), (want_scores, want_masks) in zip(dec.decode_many(emb, batches) + first, want + want):
+        np.testing.assert_allclose(masks, want_masks, atol=1e-3)
+        np.testing.assert_allclose(scores, want_scores, atol=1e-4)
+    dec.close()
+    _, one = OpenVinoBackend().open(bundle, cache=False, streams=1)
+    assert one.streams == 1 and one._pools is None
+    one.close()
+
+
+@pytest.mark.parametrize("streams", [0, -1, 1.5, "2", True])
+def test_streams_must_be_a_positive_integer(onnx_bundle, streams):
+    from edgesam_edge.engines.openvino import OpenVinoBackend
+
+    with pytest.raises(EdgeSamError, match=r"^streams .* is not a positive integer$"):
+        OpenVinoBackend().open(load_bundle(onnx_bundle), cache=False, streams=streams)
