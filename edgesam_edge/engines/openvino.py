@@ -75,6 +75,8 @@ HINTS = ("LATENCY", "THROUGHPUT")
 #: (B, N) shapes kept compiled with streams for :meth:`OpenVinoDecoder.decode_many` (one is the usual case:
 #: ``preferred_batch`` single points).
 POOLED_SHAPES = 2
+#: Longest a first :meth:`OpenVinoDecoder.decode_many` of a shape waits for its pool to compile (seconds).
+POOL_WAIT_S = 60.0
 #: Names the cut tensors of a mixed-precision decoder get between its two compiled models.
 HANDOVER = "handover"
 
@@ -408,6 +410,13 @@ class _StaticShapes:
         with self._lock:
             return list(self._ready)
 
+    def wait(self, shape: Tuple[int, int], timeout: Optional[float] = None) -> None:
+        """Wait for the compilation of ``shape`` if one is under way."""
+        with self._lock:
+            thread = self._threads.get(shape)
+        if thread is not None:
+            thread.join(timeout)
+
     def settle(self, timeout: Optional[float] = None) -> None:
         """Wait for the compilations under way (tests, benchmarks)."""
         with self._lock:
@@ -469,11 +478,18 @@ class OpenVinoDecoder(Decoder):
     def decode_many(self, image_embeddings: np.ndarray, batches: Sequence[Tuple[np.ndarray, np.ndarray]]
                     ) -> List[Tuple[np.ndarray, np.ndarray]]:
         """As :meth:`Decoder.decode_many`; the batches of the first one's (B, N) run ``streams`` at a time on
-        that shape's pool once it is compiled (in the background, from the first time a shape comes: many
-        calls at once are bulk work), the others (a shorter last batch) one after another."""
+        that shape's pool, the others (a shorter last batch) one after another. The pool is compiled the
+        first time a shape comes, and that call waits for it (about a second; cached on disk): many calls
+        at once are bulk work, which would otherwise run its first calls on the dynamic graph while two
+        compilations take the cores."""
         batches = list(batches)
-        pool = self._pools.get(tuple(batches[0][0].shape[:2])) if self._pools is not None and len(batches) > 1 \
-            else None
+        pool = None
+        if self._pools is not None and len(batches) > 1:
+            shape = tuple(batches[0][0].shape[:2])
+            pool = self._pools.get(shape)
+            if pool is None:
+                self._pools.wait(shape, POOL_WAIT_S)
+                pool = self._pools.get(shape)
         if pool is None:
             return super().decode_many(image_embeddings, batches)
         shape = batches[0][0].shape[:2]

@@ -314,8 +314,8 @@ def test_a_reduced_float_runs_the_decoder_head_in_it(onnx_bundle, monkeypatch, t
 
 
 def test_decode_many_runs_calls_side_by_side_on_a_pool_of_streams(onnx_bundle):
-    """streams=2: from the first decode_many of a (B, N), that shape gets a copy compiled with two streams
-    (in the background) and its calls run two at a time, answering as the calls one at a time."""
+    """streams=2: the first decode_many of a (B, N) compiles that shape with two streams, waits for it and runs
+    its calls two at a time, answering as the calls one at a time."""
     from edgesam_edge.engines.openvino import OpenVinoBackend, _Pool
 
     bundle = load_bundle(onnx_bundle)
@@ -327,7 +327,8 @@ def test_decode_many_runs_calls_side_by_side_on_a_pool_of_streams(onnx_bundle):
     want = [dec(emb, *b) for b in batches]
     dec.decode_many(emb, batches[:1])
     assert dec.stream_shapes() == []  # one call: nothing to run side by side, nothing compiled
-    first = dec.decode_many(emb, batches)  # one call after another while the pool compiles
+    first = dec.decode_many(emb, batches)  # compiles the pool, waits for it and runs on it
+    assert dec.stream_shapes() == [(3, 2)]
     dec.settle()
     assert dec.stream_shapes() == [(3, 2)]
     pool = dec._pools.get((3, 2))
