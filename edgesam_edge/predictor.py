@@ -273,8 +273,7 @@ class Predictor:
 
     def _decode_batch(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray,
                       max_batch: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-        limits = [v for v in (self.decoder_batch, max_batch) if v]
-        limit = min(limits) if limits else None
+        limit = min((v for v in (self.decoder_batch, max_batch) if v), default=None)
         k = coords.shape[0]
         if limit is None or k <= limit:
             return self.decoder(embedding, coords, labels)

@@ -14,7 +14,7 @@ from ..names import (DECODER_EMBEDDINGS, DECODER_OUTPUTS, DECODER_POINT_COORDS, 
                      EXACT_U8_SUFFIX)
 from ..sysinfo import int8_dot_saturates, physical_cores
 from .base import Backend, BackendInfo, Decoder, Encoder, decoder_feeds, probe_modules, register_backend, require_module
-from .streams import default_streams, run_streams
+from .streams import check_streams, run_streams
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +164,7 @@ class OnnxRuntimeBackend(Backend):
         if options:
             raise EdgeSamError(f"unknown onnxruntime options {sorted(options)}: expected threads, providers, "
                                "optimization, spinning, streams")
-        if streams is not None and (not isinstance(streams, int) or isinstance(streams, bool) or streams < 1):
-            raise EdgeSamError(f"streams {streams!r} is not a positive integer")
+        streams = check_streams(streams, threads)
         if optimization not in ("all", "extended", "basic", "none"):
             raise EdgeSamError(f"optimization {optimization!r} is not all, extended, basic or none")
         enc_spin, dec_spin = (False, True) if spinning is None else (bool(spinning), bool(spinning))
@@ -174,7 +173,7 @@ class OnnxRuntimeBackend(Backend):
         dec = open_session(dec_path, threads, providers, optimization, dec_spin)
         # streams only on the CPU: an accelerator's provider runs a batch as a whole
         cpu_only = not providers or list(providers) == ["CPUExecutionProvider"]
-        streams = (default_streams(threads) if streams is None else streams) if cpu_only else 1
+        streams = streams if cpu_only else 1
         per_stream = max(1, (threads or physical_cores()) // streams)
         open_stream = functools.partial(open_session, dec_path, per_stream, providers, optimization, False)
         return OnnxEncoder(enc), OnnxDecoder(dec, open_stream, streams)

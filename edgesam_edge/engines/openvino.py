@@ -59,7 +59,7 @@ from ..paths import cache_dir
 from ..sysinfo import BF16_FLAGS, FP16_FLAGS_ARM, FP16_FLAGS_X86, native_precisions, physical_cores
 from .base import (REDUCED, Backend, BackendInfo, Decoder, Encoder, decoder_feeds, probe_modules, register_backend,
                    require_module)
-from .streams import default_streams, run_streams
+from .streams import check_streams, run_streams
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +344,8 @@ class _StaticShapes:
     OpenVINO runs a graph compiled for fixed shapes faster than the same graph with dynamic
     ones (the decoder at K = 1: about 30% here). A shape seen the ``after``-th time (default: the
     second) is compiled in a background thread (about 0.3 s on 2 cores; cached on disk like the rest), so no
-    call waits for it: calls run on the dynamic graph until the static one is ready. At
+    call waits for it: calls run on the dynamic graph until the static one is ready (only
+    :meth:`OpenVinoDecoder.decode_many` waits, with :meth:`wait`, for its pool). At
     most ``limit`` shapes are kept, the least recently used dropped. ``build(model, B)`` makes
     the request (or, for :meth:`OpenVinoDecoder.decode_many`, the :class:`_Pool`) of a shape.
     """
@@ -483,17 +484,16 @@ class OpenVinoDecoder(Decoder):
         at once are bulk work, which would otherwise run its first calls on the dynamic graph while two
         compilations take the cores."""
         batches = list(batches)
-        pool = None
-        if self._pools is not None and len(batches) > 1:
-            shape = tuple(batches[0][0].shape[:2])
-            pool = self._pools.get(shape)
-            if pool is None:
-                self._pools.wait(shape, POOL_WAIT_S)
-                pool = self._pools.get(shape)
-        if pool is None:
+        if self._pools is None or len(batches) < 2:
             return super().decode_many(image_embeddings, batches)
-        shape = batches[0][0].shape[:2]
-        same = [i for i, (coords, _) in enumerate(batches) if coords.shape[:2] == shape]
+        shape = tuple(batches[0][0].shape[:2])
+        pool = self._pools.get(shape)
+        if pool is None:
+            self._pools.wait(shape, POOL_WAIT_S)
+            pool = self._pools.get(shape)
+        if pool is None:  # the compilation failed or took too long: one call after another
+            return super().decode_many(image_embeddings, batches)
+        same = [i for i, (coords, _) in enumerate(batches) if tuple(coords.shape[:2]) == shape]
         try:
             outs = pool([decoder_feeds(image_embeddings, *batches[i]) for i in same])
         except _Closed:  # evicted by another thread meanwhile
@@ -635,9 +635,7 @@ class OpenVinoBackend(Backend):
             raise EdgeSamError(f"threads {threads!r} is not a positive integer")
         if not isinstance(static_shapes, int) or static_shapes < 0:
             raise EdgeSamError(f"static_shapes {static_shapes!r} is not an integer >= 0")
-        if streams is not None and (not isinstance(streams, int) or isinstance(streams, bool) or streams < 1):
-            raise EdgeSamError(f"streams {streams!r} is not a positive integer")
-        streams = default_streams(threads) if streams is None else streams
+        streams = check_streams(streams, threads)
         if hint not in HINTS:
             raise EdgeSamError(f"hint {hint!r} is not one of {', '.join(HINTS)}")
         precision = check_precision(bundle, precision)
@@ -659,12 +657,12 @@ class OpenVinoBackend(Backend):
         def build(model: Any = None, batch_size: Optional[int] = None) -> Union[_Request, _SplitRequest]:
             return compile_decoder(ov, core, dec_path, dec_config, head_config, device, model, batch_size, handover)
 
+        def pooled(config: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+            return None if config is None else {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+
         def build_pool(model: Any, batch_size: int) -> _Pool:
-            pooled = {**dec_config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
-            pooled_head = {**head_config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams} \
-                if head_config is not None else None
-            return _Pool(compile_decoder(ov, core, dec_path, pooled, pooled_head, device, model, batch_size,
-                                         handover), streams)
+            return _Pool(compile_decoder(ov, core, dec_path, pooled(dec_config), pooled(head_config), device, model,
+                                         batch_size, handover), streams)
 
         whole = build()
         shown = self.decoder_precision(bundle, precision) if mixed else decoder_precision

@@ -18,9 +18,10 @@ import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional, Sequence, TypeVar
 
+from ..errors import EdgeSamError
 from ..sysinfo import physical_cores
 
-__all__ = ["default_streams", "run_streams"]
+__all__ = ["default_streams", "check_streams", "run_streams"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,6 +31,19 @@ def default_streams(threads: Optional[int] = None) -> int:
     """Streams for many decoder calls: 2 where there are 2 or more threads to share (``threads``, default
     the physical cores), else 1 (none)."""
     return 2 if (threads or physical_cores()) >= 2 else 1
+
+
+def check_streams(streams: Optional[int], threads: Optional[int] = None) -> int:
+    """A backend's ``streams`` option: a positive integer, or None for :func:`default_streams` of ``threads``.
+
+    Raises:
+        EdgeSamError: ``streams`` is not None and not a positive integer.
+    """
+    if streams is None:
+        return default_streams(threads)
+    if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
+        raise EdgeSamError(f"streams {streams!r} is not a positive integer")
+    return streams
 
 
 def run_streams(workers: Sequence[Callable[[T], R]], items: Sequence[T]) -> List[R]:

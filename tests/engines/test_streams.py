@@ -69,3 +69,14 @@ def test_default_streams(monkeypatch, cores, want):
     assert streams.default_streams() == want
     assert streams.default_streams(threads=1) == 1  # threads asked for: they are what the streams share
     assert streams.default_streams(threads=4) == 2
+
+
+def test_check_streams_defaults_and_refuses_what_is_not_a_positive_integer(monkeypatch):
+    from edgesam_edge.errors import EdgeSamError
+
+    monkeypatch.setattr(streams, "physical_cores", lambda: 4)
+    assert streams.check_streams(None) == 2 and streams.check_streams(None, threads=1) == 1
+    assert streams.check_streams(3, threads=1) == 3  # asked for: kept
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(EdgeSamError, match=r"^streams .* is not a positive integer$"):
+            streams.check_streams(bad)
