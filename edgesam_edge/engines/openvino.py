@@ -36,7 +36,9 @@ package switches on B between a single-prompt and a batch order of its transform
 mixed-precision static copy has that branch inlined (:func:`inline_branch`) before it is cut.
 For many prompts (:meth:`OpenVinoDecoder.decode_many`: segment everything, ``Predictor.decode``
 past ``preferred_batch``) a shape also gets a copy compiled with ``streams`` streams (default 2),
-whose calls run side by side, one per stream (:mod:`edgesam_edge.engines.streams`).
+whose calls run side by side, one per stream (:mod:`edgesam_edge.engines.streams`). On x86-64 the
+decoder is compiled without OpenVINO's fused attention kernels (:data:`DECODER_TUNING`: 7-10% faster a
+prompt, same answers; the encoder keeps OpenVINO's defaults).
 
 Only numpy and ``openvino`` are imported, and ``openvino`` only when a bundle is opened.
 """
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import platform
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -65,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["OpenVinoBackend", "OpenVinoEncoder", "OpenVinoDecoder", "compile_config", "artifacts", "EXTRA",
            "INFERENCE_PRECISION", "OPTIONS", "split_decoder", "inline_branch",
-           "compile_decoder"]
+           "compile_decoder", "decoder_config", "DECODER_TUNING"]
 
 EXTRA = "openvino"
 OPTIONS = ("threads", "precision", "decoder_precision", "cache", "hint", "device", "static_shapes", "streams")
@@ -79,6 +82,12 @@ POOLED_SHAPES = 2
 POOL_WAIT_S = 60.0
 #: Names the cut tensors of a mixed-precision decoder get between its two compiled models.
 HANDOVER = "handover"
+#: Compile properties for the decoder on x86-64, on top of :func:`compile_config`. OpenVINO's "snippets"
+#: fuse an attention's MatMul -> Softmax -> MatMul into one kernel built for many queries; the decoder's
+#: token -> image attentions have 40-56 queries and h*w = 4096 keys, which two plain brgemm MatMuls run
+#: faster: the decoder 7-11% faster a prompt at B = 1, 16 and 32 (benchmarks/README.md, "OpenVINO decoder
+#: kernels"). Internal to OpenVINO's CPU plugin: where it is not accepted, the decoder compiles without it.
+DECODER_TUNING: Dict[str, str] = {"SNIPPETS_MODE": "DISABLE"}
 
 PathLike = Union[str, Path]
 
@@ -553,12 +562,35 @@ def _flags_for(precision: str) -> str:
     return " / ".join(flags)
 
 
+def decoder_config(config: Dict[str, Any], machine: Optional[str] = None) -> Dict[str, Any]:
+    """``config`` plus :data:`DECODER_TUNING` on x86-64 (``machine``: ``platform.machine()``; the tuning was
+    measured there only), else ``config`` unchanged. A new dict.
+
+    OpenVINO's cache key leaves these internal properties out, so a tuned config caches in a sub-folder of
+    its ``CACHE_DIR`` of its own: a model cached untuned is never served for it, nor the other way round.
+    """
+    arch = (machine if machine is not None else platform.machine()).lower()
+    if arch not in ("x86_64", "amd64"):
+        return dict(config)
+    tuned = {**config, **DECODER_TUNING}
+    if "CACHE_DIR" in tuned:
+        folder = Path(tuned["CACHE_DIR"]) / "-".join(f"{k}={v}".lower() for k, v in sorted(DECODER_TUNING.items()))
+        folder.mkdir(parents=True, exist_ok=True)
+        tuned["CACHE_DIR"] = str(folder)
+    return tuned
+
+
 def compile_file(core: Any, path: PathLike, config: Dict[str, Any], device: str = "CPU", model: Any = None) -> Any:
     """``core.compile_model(path)`` (or of ``model``, an ``ov.Model`` read from ``path``); BundleError (one
-    line) if OpenVINO cannot read or compile it."""
+    line) if OpenVINO cannot read or compile it. A config with :data:`DECODER_TUNING` that this OpenVINO
+    rejects is compiled again without it."""
     try:
         return core.compile_model(str(path) if model is None else model, device, config)
     except Exception as exc:
+        tuned = [key for key in DECODER_TUNING if key in config]
+        if tuned and any(key in str(exc) for key in tuned):
+            logger.debug("openvino: %s not accepted (%s), compiling without it", tuned, first_line(exc))
+            return compile_file(core, path, {k: v for k, v in config.items() if k not in tuned}, device, model)
         raise BundleError(f"{path}: OpenVINO cannot compile it ({first_line(exc)}); is the file truncated?") from None
 
 
@@ -646,8 +678,8 @@ class OpenVinoBackend(Backend):
         ov = require_module("openvino", "OpenVINO", EXTRA)
         core = ov.Core()
         enc_config = compile_config(precision, threads, hint, cache)
-        dec_config = compile_config(decoder_precision, threads, hint, cache)
-        head_config = compile_config(precision, threads, hint, cache) if mixed else None
+        dec_config = decoder_config(compile_config(decoder_precision, threads, hint, cache))
+        head_config = decoder_config(compile_config(precision, threads, hint, cache)) if mixed else None
         handover = bundle.manifest.get(MANIFEST_DECODER_HANDOVER) or []
         if not isinstance(handover, list) or not all(isinstance(n, str) for n in handover):
             raise BundleError(f"bundle {bundle.root}: manifest {MANIFEST_DECODER_HANDOVER!r} is {handover!r}, "

@@ -51,10 +51,10 @@ def test_compiled_models_are_cached_and_answer_the_same(onnx_bundle, tmp_path):
     first = enc(x)
     enc.close()
     dec.close()
-    blobs = sorted(p.name for p in cache.iterdir())
-    assert len(blobs) == 2 and all(b.endswith(".blob") for b in blobs)  # one per graph
+    blobs = sorted(str(p.relative_to(cache)) for p in cache.rglob("*.blob"))
+    assert len(blobs) == 2  # one per graph (the decoder's in the folder of its tuning on x86-64)
     enc, dec = OpenVinoBackend().open(bundle, cache=cache)  # from the cache
-    assert sorted(p.name for p in cache.iterdir()) == blobs
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*.blob")) == blobs
     np.testing.assert_array_equal(enc(x), first)
     assert dec.max_objects is None  # the decoder keeps dynamic B
     enc.close()
@@ -143,6 +143,69 @@ def test_official_folder_and_a_truncated_graph(onnx_bundle, tmp_path, reference_
     with pytest.raises(BundleError, match="OpenVINO cannot compile it") as err:
         compile_file(openvino.Core(), broken, compile_config("fp32", cache=False))
     assert "\n" not in str(err.value)
+
+
+def test_the_decoder_tuning_is_for_x86_and_caches_in_a_folder_of_its_own(tmp_path):
+    from edgesam_edge.engines.openvino import DECODER_TUNING, compile_config, decoder_config
+
+    base = compile_config("fp32", threads=2, cache=tmp_path / "cache")
+    before = dict(base)
+    tuned = decoder_config(base, machine="x86_64")
+    assert base == before  # not changed in place
+    assert tuned["SNIPPETS_MODE"] == DECODER_TUNING["SNIPPETS_MODE"] == "DISABLE"
+    # OpenVINO's cache key leaves the property out: a blob compiled without it must never be served
+    assert Path(tuned["CACHE_DIR"]) == tmp_path / "cache" / "snippets_mode=disable"
+    assert Path(tuned["CACHE_DIR"]).is_dir()
+    assert {k: v for k, v in tuned.items() if k not in ("SNIPPETS_MODE", "CACHE_DIR")} == \
+        {k: v for k, v in base.items() if k != "CACHE_DIR"}
+    assert decoder_config(base, machine="aarch64") == base  # measured on x86-64 only
+    assert "CACHE_DIR" not in decoder_config(compile_config("fp32", cache=False), machine="AMD64")
+
+
+def test_an_openvino_without_the_tuning_compiles_the_decoder_without_it():
+    from edgesam_edge.engines.openvino import compile_file
+
+    class Core:
+        def __init__(self):
+            self.configs = []
+
+        def compile_model(self, model, device, config):
+            self.configs.append(dict(config))
+            if "SNIPPETS_MODE" in config:
+                raise RuntimeError("Exception from plugin.cpp:\nNotFound: Unsupported property SNIPPETS_MODE by CPU")
+            if config.get("INFERENCE_NUM_THREADS") == 0:
+                raise RuntimeError("bad threads")
+            return "compiled"
+
+    core = Core()
+    assert compile_file(core, "decoder.onnx", {"INFERENCE_NUM_THREADS": 2, "SNIPPETS_MODE": "DISABLE"}) == "compiled"
+    assert core.configs == [{"INFERENCE_NUM_THREADS": 2, "SNIPPETS_MODE": "DISABLE"}, {"INFERENCE_NUM_THREADS": 2}]
+    with pytest.raises(BundleError, match="decoder.onnx: OpenVINO cannot compile it \\(bad threads\\)"):
+        compile_file(core, "decoder.onnx", {"INFERENCE_NUM_THREADS": 0, "SNIPPETS_MODE": "DISABLE"})
+
+
+def test_the_tuned_decoder_runs_plain_kernels_and_answers_the_same(onnx_bundle):
+    """The tuning takes effect (no fused snippet kernels left in the compiled decoder) and changes no answer."""
+    import openvino as ov
+
+    from edgesam_edge.engines.openvino import compile_config, compile_file, decoder_config
+
+    path = onnx_bundle / "decoder.onnx"
+    core, cfg = ov.Core(), compile_config("fp32", threads=2, cache=False)
+    feeds = _decoder_feeds(4, 2, seed=3)
+    answers, fused = [], []
+    for config in (cfg, decoder_config(cfg, machine="x86_64")):
+        model = core.read_model(str(path))
+        model.reshape({"point_coords": [4, 2, 2], "point_labels": [4, 2]})
+        compiled = compile_file(core, path, config, model=model)
+        fused.append(sum(op.get_rt_info()["layerType"].astype(str) == "Subgraph"
+                         for op in compiled.get_runtime_model().get_ordered_ops()))
+        request = compiled.create_infer_request()
+        request.infer(feeds)
+        answers.append([request.get_tensor(name).data.copy() for name in ("scores", "masks")])
+    assert fused[1] == 0
+    for got, want in zip(answers[1], answers[0]):
+        np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_a_tflite_bundle_is_not_opened(tmp_path):
