@@ -13,7 +13,8 @@ same numbers, so tracker changes can be compared over many seeds.
     python benchmarks/tracker_replay.py --bundle DIR --seeds 0-15 --json out.json
     python benchmarks/tracker_replay.py --every 3 --lag 3 --max-growth 0 --reprompt-negatives   # variants
     python benchmarks/tracker_replay.py --carry-bound --scene photo  # the best a tracker showing only what
-                                                                     # its answers saw can do (true motion)
+                                                                     # its last answer saw can do (true motion)
+    python benchmarks/tracker_replay.py --carry-bound --memory       # ... one that remembers every answer's shape
 
 ``--delay D`` (seconds per encoding, repeatable; default 0.3 and 0.1) encodes
 every round(D x fps)-th frame and applies its answer that many frames later (at
@@ -84,16 +85,21 @@ def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: t
             "lost_object_frames": lost, "occluded_object_frames": occluded}
 
 
-def carry_bound(seed: int, frames: int, every: int, lag: int, size: tuple, objects: int, fps: float = 30.0
-                ) -> Dict[str, Any]:
+def carry_bound(seed: int, frames: int, every: int, lag: int, size: tuple, objects: int, fps: float = 30.0,
+                memory: bool = False) -> Dict[str, Any]:
     """The J of an ideal answer-carrying tracker on one photo scene, as :func:`replay` scores it.
 
     In frame i it shows the last applied answer (the visible mask of frame f, the newest encoded frame
     with f + ``lag`` <= i) carried to frame i by the object's *true* motion (the scene's own pose and
     camera), less the objects in front of it at i, clipped to the frame: perfect flow, perfect depth
     order, perfect re-acquisition. What it cannot show is what the answer did not see: a part hidden or
-    outside the frame at f that has come into view since. No tracker that shows only what its answers
-    saw does better; a higher J needs drawing parts of objects that no answer has seen yet.
+    outside the frame at f that has come into view since. No tracker that shows only what its last
+    answer saw does better.
+
+    ``memory=True``: the same tracker remembers the object's shape, the union of every applied answer's
+    mask in the object's own (sprite) coordinates, and shows all of it that is in view: a part seen by
+    any earlier answer comes back the moment it is uncovered. What it still cannot show is a part no
+    answer has seen.
     """
     import math
 
@@ -114,7 +120,12 @@ def carry_bound(seed: int, frames: int, every: int, lag: int, size: tuple, objec
         pose[:, 2] += pos - c
         return np.vstack([world.camera(i), [0, 0, 1]]) @ np.vstack([pose, [0, 0, 1]])
 
+    def warp(mask: np.ndarray, move: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+        return cv2.warpAffine(mask.view(np.uint8), move[:2], (shape[1], shape[0]), flags=cv2.INTER_NEAREST).view(bool)
+
     seen: Dict[int, Dict[int, np.ndarray]] = {}
+    shapes = {k: np.zeros(world._sprites[k].alpha.shape[:2], bool) for k in range(n)}  # memory=True
+    remembered = -1
     ious: Dict[int, List[float]] = {}
     for i in range(frames):
         _, gt = world.render(i)
@@ -122,9 +133,15 @@ def carry_bound(seed: int, frames: int, every: int, lag: int, size: tuple, objec
         if i % every == 0:
             seen[i] = gt
         f = max(0, ((i - lag) // every) * every) if i >= lag else 0
+        if memory and f != remembered:  # a new answer: add what it saw to each object's shape
+            for k in range(n):
+                shapes[k] |= warp(seen[f][k + 1], np.linalg.inv(placement(k, f)), shapes[k].shape)
+            remembered = f
         for k in range(n):
-            move = placement(k, i) @ np.linalg.inv(placement(k, f))
-            m = cv2.warpAffine(seen[f][k + 1].view(np.uint8), move[:2], (w, h), flags=cv2.INTER_NEAREST).view(bool)
+            if memory:
+                m = warp(shapes[k], placement(k, i), (h, w))
+            else:
+                m = warp(seen[f][k + 1], placement(k, i) @ np.linalg.inv(placement(k, f)), (h, w))
             for j in range(n):
                 if world.depth[j] > world.depth[k]:
                     m &= ~whole[j + 1]
@@ -181,6 +198,9 @@ def main() -> int:
     p.add_argument("--carry-bound", action="store_true",
                    help="photo scenes: the J of an ideal tracker that shows only what its answers saw, carried by "
                         "the true motion (no model, no tracker; see carry_bound)")
+    p.add_argument("--memory", action="store_true",
+                   help="with --carry-bound: the ideal tracker also remembers each object's shape from every "
+                        "answer (see carry_bound)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     if args.frames < 1 or (args.every is not None and args.every < 1) or (args.lag is not None and args.lag < 0):
@@ -192,6 +212,8 @@ def main() -> int:
 
     if args.carry_bound and (args.bundle or args.backend or (args.scene or ["photo"]) != ["photo"]):
         p.error("--carry-bound measures the photo scenes only, without a model (--scene photo)")
+    if args.memory and not args.carry_bound:
+        p.error("--memory is an option of --carry-bound")
     if args.carry_bound:
         predictor: Any = None
     elif args.oracle:
@@ -221,7 +243,7 @@ def main() -> int:
             runs = []
             for seed in parse_seeds(args.seeds):
                 if args.carry_bound:
-                    r = carry_bound(seed, args.frames, every, lag, (w, h), args.objects, args.fps)
+                    r = carry_bound(seed, args.frames, every, lag, (w, h), args.objects, args.fps, args.memory)
                 else:
                     r = replay(predictor, seed, args.frames, every, lag, (w, h), args.objects, options, args.oracle,
                                family, args.fps)
@@ -240,7 +262,8 @@ def main() -> int:
                   f"(seed {s['worst_seed']}) over {s['seeds']} seeds"
                   + ("" if target is None else f" (target {target}: {'PASS' if s['pass'] else 'FAIL'})"), flush=True)
     out = {
-        "model": "carry bound (no model)" if args.carry_bound else "oracle" if args.oracle
+        "model": ("carry bound with shape memory (no model)" if args.memory else "carry bound (no model)")
+        if args.carry_bound else "oracle" if args.oracle
         else str(getattr(getattr(predictor, "bundle", None), "root", "")),
         "tracker": options, "frames": args.frames, "fps": args.fps, "size": args.size, "objects": args.objects,
         "results": results, "seconds": round(time.perf_counter() - t0, 1), "device": device_info(),

@@ -31,3 +31,13 @@ def test_carry_bound_is_exact_without_latency_and_below_one_with_it():
     assert set(at_once["J"]) == {"1", "2", "3"} and at_once["mean"] == 1.0
     late = tracker_replay.carry_bound(0, 90, 9, 9, (320, 240), 3)
     assert 0.3 < late["mean"] < 1.0
+
+
+def test_shape_memory_brings_back_what_earlier_answers_saw():
+    """Remembering each object's shape in its own coordinates: nearly exact at once (only resampling is lost),
+    and 300 ms late it shows more than the last answer did."""
+    at_once = tracker_replay.carry_bound(0, 40, 1, 0, (320, 240), 3, memory=True)
+    assert 0.95 < at_once["mean"] <= 1.0
+    last = tracker_replay.carry_bound(1, 150, 9, 9, (320, 240), 3)
+    remembered = tracker_replay.carry_bound(1, 150, 9, 9, (320, 240), 3, memory=True)
+    assert remembered["mean"] > last["mean"] + 0.02
