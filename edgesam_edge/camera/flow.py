@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 __all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "IDENTITY",
-           "mask_box", "interior_points", "follow", "extrude", "shift", "MIN_SUPPORT"]
+           "mask_box", "interior_points", "follow", "extrude", "shift", "MIN_SUPPORT", "FEATURE_MARGIN", "MIN_INNER"]
 
 #: 2x3 identity transform.
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
@@ -22,6 +22,11 @@ _LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.T
 
 #: Fewer tracked features than this on an object do not say how it moves (it is going out of sight).
 MIN_SUPPORT = 6
+#: Features are taken this far (square kernel side, px) inside a mask's edge: corners on its edge are often
+#: where another object hides it (T-junctions), which move with the object in front.
+FEATURE_MARGIN = 9
+#: ... unless fewer pixels than this are left that far inside (then 1 px inside).
+MIN_INNER = 40
 
 
 def mask_box(mask: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
@@ -35,13 +40,16 @@ def mask_box(mask: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
 def features_in(gray: np.ndarray, region: np.ndarray, box: Tuple[int, int, int, int], max_points: int = 60) -> np.ndarray:
     """Up to ``max_points`` good features of ``gray`` inside ``region`` (HxW bool) within ``box``: (N, 2) float32.
 
-    Falls back to a grid of points inside the region when it has little texture.
+    Features come from ``FEATURE_MARGIN // 2`` px inside the region's edge (1 px where fewer than ``MIN_INNER``
+    pixels are that far in). Falls back to a grid of points inside the region when it has little texture.
     """
     x0, y0, x1, y1 = box
     roi = region[y0:y1, x0:x1].astype(np.uint8)
     if roi.size == 0 or not roi.any():
         return np.zeros((0, 2), np.float32)
-    inner = cv2.erode(roi, np.ones((3, 3), np.uint8)) if min(roi.shape) > 12 else roi
+    inner = _erode(roi, FEATURE_MARGIN)
+    if np.count_nonzero(inner) < MIN_INNER:
+        inner = _erode(roi, 3) if min(roi.shape) > 12 else roi
     if not inner.any():
         inner = roi
     pts = cv2.goodFeaturesToTrack(gray[y0:y1, x0:x1], maxCorners=max_points, qualityLevel=0.01, minDistance=4,
@@ -53,6 +61,12 @@ def features_in(gray: np.ndarray, region: np.ndarray, box: Tuple[int, int, int, 
         grid = np.stack([xs[::step], ys[::step]], 1).astype(np.float32)
         pts = np.concatenate([pts, grid[:max_points]], 0)
     return (pts + np.array([x0, y0], np.float32)).astype(np.float32)
+
+
+def _erode(roi: np.ndarray, side: int) -> np.ndarray:
+    """``roi`` (uint8 0/1) eroded by a ``side`` x ``side`` square, outside the ROI counted as background (the ROI
+    is the mask's box, so its border is the mask's edge too)."""
+    return cv2.erode(roi, np.ones((side, side), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def track_points(prev: np.ndarray, cur: np.ndarray, pts: np.ndarray,
