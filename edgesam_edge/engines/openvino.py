@@ -85,8 +85,9 @@ HANDOVER = "handover"
 #: Compile properties for the decoder on x86-64, on top of :func:`compile_config`. OpenVINO's "snippets"
 #: fuse an attention's MatMul -> Softmax -> MatMul into one kernel built for many queries; the decoder's
 #: token -> image attentions have 40-56 queries and h*w = 4096 keys, which two plain brgemm MatMuls run
-#: faster: the decoder 7-11% faster a prompt at B = 1, 16 and 32 (benchmarks/README.md, "OpenVINO decoder
-#: kernels"). Internal to OpenVINO's CPU plugin: where it is not accepted, the decoder compiles without it.
+#: faster: the decoder 7-10% faster a prompt at B = 1 and 16 (benchmarks/openvino_decoder_kernels.py;
+#: benchmarks/README.md, "OpenVINO's decoder without fused attention kernels"). Internal to OpenVINO's CPU
+#: plugin: where it is not accepted, the decoder compiles without it.
 DECODER_TUNING: Dict[str, str] = {"SNIPPETS_MODE": "DISABLE"}
 
 PathLike = Union[str, Path]
