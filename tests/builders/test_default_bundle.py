@@ -74,7 +74,10 @@ def test_checkpoint_bundle_is_cached(clean_cache, tmp_path):
 
 
 def _outputs(bundle, image, points):
-    with Predictor.load(bundle) as p:
+    # on the engine the bundle was exported for, at the bundle's own precision: what is compared is the export,
+    # not the arithmetic of whichever engine "auto" picks here (OpenVINO in bf16 on CPUs with AMX turns the
+    # last-bit differences of an export made on another CPU into logits 0.3 apart)
+    with Predictor.load(bundle, backend=load_bundle(bundle).manifest["backend"]) as p:
         p.set_image(image)
         return [p.predict(point_coords=[pt], point_labels=[1], return_logits=True) for pt in points]
 
