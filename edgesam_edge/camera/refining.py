@@ -135,16 +135,24 @@ class Refiner:
             elif oid not in also:
                 taken |= g.full_mask(shape)
         found = verify(hidden, finds, answers[len(rows):], taken, thumb, looks, self.min_score, self.min_area)
-        carried = self._follow_all({**{oid: r[0] for oid, r in results.items()}, **{oid: r[0] for oid, r in found.items()}}, f)
+        # a partly seen object also looked for: the search's answer (which passed the appearance checks) stands
+        # for it when its re-prompt found little of it (a sliver, nothing, or not it)
+        fuller = {oid for oid, (mask, _) in found.items() if oid in also and _smaller(results.get(oid), mask)}
+        carried = self._follow_all({**{(0, oid): r[0] for oid, r in results.items() if oid not in fuller},
+                                    **{(1, oid): r[0] for oid, r in found.items()}}, f)
         with self._lock:
             for oid, (mask_f, score) in results.items():
                 obj = self._objects.get(oid)
-                if obj is not None:
-                    self._accept(obj, mask_f, score, f, snapshot[oid], thumb, carried.get(oid, []))
+                if obj is not None and oid not in fuller:
+                    self._accept(obj, mask_f, score, f, snapshot[oid], thumb, carried.get((0, oid), []))
             for oid, (mask_f, score) in found.items():
                 obj = self._objects.get(oid)
-                if obj is not None and obj.state in (OCCLUDED, LOST):
-                    self._reacquire(obj, mask_f, score, f, carried.get(oid, []), thumb)
+                if obj is None:
+                    continue
+                if obj.state in (OCCLUDED, LOST):
+                    self._reacquire(obj, mask_f, score, f, carried.get((1, oid), []), thumb)
+                elif oid in fuller:
+                    self._accept(obj, mask_f, score, f, snapshot[oid], thumb, carried.get((1, oid), []))
             self._cut_behind()
             self.refines += 1
         self.last_refine_ms = 1e3 * (time.perf_counter() - t0)
@@ -187,7 +195,7 @@ class Refiner:
                 answers[i] = a
         return answers
 
-    def _follow_all(self, masks: Dict[int, np.ndarray], f: int) -> Dict[int, List[Tuple[int, np.ndarray]]]:
+    def _follow_all(self, masks: Dict[Any, np.ndarray], f: int) -> Dict[Any, List[Tuple[int, np.ndarray]]]:
         """Each answer's per-frame motion from ``f`` on, [(index, 2x3)], tracked afresh through the kept frames
         (empty when ``f`` is no longer kept)."""
         masks = {oid: m for oid, m in masks.items() if m.any()}
@@ -241,6 +249,11 @@ class Refiner:
                      None if obj.model is None else obj.model.last_seen)
         obj.take(mask_now, score, f, mask_f, thumb, self._index if self._index is not None else f)
         self._record(obj)
+
+
+def _smaller(own: Optional[Tuple[np.ndarray, float]], found: np.ndarray) -> bool:
+    """Whether a re-prompt's answer ``own`` (None: none taken) has less than half the pixels of ``found``."""
+    return own is None or np.count_nonzero(own[0]) < 0.5 * np.count_nonzero(found)
 
 
 def _frozen(look: Appearance) -> Appearance:

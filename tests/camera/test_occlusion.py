@@ -424,3 +424,36 @@ def test_the_appearance_search_points_inside_a_blob_at_the_frames_corner_not_at_
     found = search(thumb, look, (60.0, 60.0), count=2)
     corner = [p for _, box, p in found if box[0] == 0 and box[1] == 0]
     assert corner and 8 <= corner[0][0] <= 32 and 8 <= corner[0][1] <= 32  # inside the patch, not its edge
+
+
+def test_a_partly_seen_object_whose_reprompt_spills_takes_what_the_search_found_at_once():
+    from edgesam_edge.camera.geometry import geometry_from_mask
+
+    scene = SyntheticScene(320, 240, 2, 5, "static")
+    oracle = GroundTruthOracle()
+    tracker = Tracker(oracle)
+    for i in range(6):
+        image, gt = scene.render(i)
+        oracle.observe(image, gt)
+        tracker.step(image)
+        if i == 0:
+            prompt_boxes(tracker, gt)
+        if i < 5:
+            tracker.refine(oracle.encode(image), i)
+    assert [t.state for t in tracker.tracks()] == [TRACKED, TRACKED]
+    # object 2's mask at frame 5 is a sliver of its top (as flow leaves a fast object's mask): its re-prompt's
+    # answer (all of object 2) spills far out of the sliver's box, which alone would keep the sliver until the
+    # next embedding; the search at its predicted box finds all of it, and that answer stands for it now
+    x0, y0, x1, y1 = mask_box(gt[2])
+    stray = np.zeros_like(gt[2])
+    stray[y0 : y0 + 8] = gt[2][y0 : y0 + 8]
+    assert 20 < stray.sum() < 0.2 * gt[2].sum()
+    obj = tracker._objects[2]
+    obj.mask = stray.copy()
+    g = geometry_from_mask(stray, obj.points, obj.labels)
+    g.predicted = np.array(obj.model.box())
+    obj.history[5] = g
+    assert tracker.refine(oracle.encode(image), 5) >= 1
+    t1, t2 = tracker.tracks()
+    assert t2.state == TRACKED and mask_iou(t2.mask, gt[2]) > 0.9  # not hidden until the next embedding
+    assert t1.state == TRACKED and mask_iou(t1.mask, gt[1]) > 0.9
