@@ -15,6 +15,7 @@ same numbers, so tracker changes can be compared over many seeds.
     python benchmarks/tracker_replay.py --carry-bound --scene photo  # the best a tracker showing only what
                                                                      # its last answer saw can do (true motion)
     python benchmarks/tracker_replay.py --carry-bound --memory       # ... one that remembers every answer's shape
+    python benchmarks/tracker_replay.py --oracle --true-flow         # the tracker with flow that makes no error
 
 ``--delay D`` (seconds per encoding, repeatable; default 0.3 and 0.1) encodes
 every round(D x fps)-th frame and applies its answer that many frames later (at
@@ -31,7 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from _common import parse_seeds, write_json
@@ -42,17 +43,37 @@ ORACLE_TARGETS = {0.3: {"mean": 0.9, "worst": 0.8}, 0.1: {"mean": 0.93}}
 
 def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: tuple, objects: int,
            tracker_options: Dict[str, Any], oracle: bool = False, scene: str = "shapes",
-           fps: float = 30.0) -> Dict[str, Any]:
+           fps: float = 30.0, true_flow: bool = False) -> Dict[str, Any]:
     """One scene -> {"J": {gt id: mean IoU}, "mean", "lost_object_frames", "occluded_object_frames"}.
 
     ``every``: encode every N-th frame (1: all); ``lag``: frames until its answer is applied (0: at once).
+    ``true_flow``: (photo scenes) the tracker's point tracking is replaced by the scene's true motion
+    (:class:`TrueFlow`) for this replay.
     """
+    from edgesam_edge.camera import flow
+    from edgesam_edge.camera.scenes import PhotoScene, make_scene
+
+    world = make_scene(scene, size[0], size[1], objects=objects, seed=seed, fps=fps)
+    if not true_flow:
+        return _replay(world, predictor, seed, frames, every, lag, tracker_options, oracle)
+    if not isinstance(world, PhotoScene):
+        raise ValueError("true_flow needs a photo scene (its objects' true motion)")
+    truth = TrueFlow(world)
+    saved = flow.track_points
+    flow.track_points = truth  # type: ignore[assignment]
+    try:
+        return _replay(world, predictor, seed, frames, every, lag, tracker_options, oracle, truth)
+    finally:
+        flow.track_points = saved  # type: ignore[assignment]
+
+
+def _replay(world: Any, predictor: Any, seed: int, frames: int, every: int, lag: int,
+            tracker_options: Dict[str, Any], oracle: bool, truth: Optional["TrueFlow"] = None) -> Dict[str, Any]:
+    """:func:`replay` on a made scene."""
     from edgesam_edge.camera.loop import gt_boxes
-    from edgesam_edge.camera.scenes import make_scene
     from edgesam_edge.camera.tracker import LOST, OCCLUDED, Tracker
     from edgesam_edge.metrics import mask_iou
 
-    world = make_scene(scene, size[0], size[1], objects=objects, seed=seed, fps=fps)
     tracker = Tracker(predictor, **tracker_options)
     gt_of: Dict[int, int] = {}
     ious: Dict[int, List[float]] = {}
@@ -62,6 +83,8 @@ def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: t
         image, gt = world.render(i)
         if oracle:
             predictor.observe(image, gt)
+        if truth is not None:
+            truth.observe(i, image, gt)
         tracker.step(image)
         if i == 0:  # prompt every object with its box and prime, as --prompt-from-gt does
             for gid, box in gt_boxes(gt).items():
@@ -83,6 +106,78 @@ def replay(predictor: Any, seed: int, frames: int, every: int, lag: int, size: t
     per = {str(g): round(float(np.mean(v)), 4) for g, v in sorted(ious.items())}
     return {"seed": seed, "J": per, "mean": round(float(np.mean(list(per.values()))), 4),
             "lost_object_frames": lost, "occluded_object_frames": occluded}
+
+
+def _placement(world: Any, k: int, i: int) -> np.ndarray:
+    """3x3: object index ``k``'s sprite coordinates -> frame ``i`` of a photo scene (its pose, then the camera)."""
+    import math
+
+    import cv2
+
+    sp = world._sprites[k]
+    pos, angle, scale = world._pose(k, world._time(i))
+    c = (sp.alpha.shape[0] - 1) / 2.0
+    pose = cv2.getRotationMatrix2D((c, c), math.degrees(angle), scale)
+    pose[:, 2] += pos - c
+    return np.vstack([world.camera(i), [0, 0, 1]]) @ np.vstack([pose, [0, 0, 1]])
+
+
+class TrueFlow:
+    """A stand-in for :func:`edgesam_edge.camera.flow.track_points` on a photo scene: every point moves by
+    the true motion of what it lies on in the earlier frame (the object whose visible mask holds it, else the
+    background, which moves with the camera); it is lost (ok False) where that is hidden or out of the frame
+    in the later one. Flow without error, to measure how much of the tracker's loss is its flow's.
+
+    ``observe(i, image, gt)`` each rendered frame first; frames are known by their grey image, as the tracker
+    passes them.
+    """
+
+    def __init__(self, world: Any) -> None:
+        self.world = world
+        self.n = len(world._sprites)
+        self._index: Dict[bytes, int] = {}
+        self._labels: Dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def _key(gray: np.ndarray) -> bytes:
+        return gray[::7, ::5].tobytes() + gray[3::11, 2::13].tobytes()
+
+    def observe(self, i: int, image: np.ndarray, gt: Dict[int, np.ndarray]) -> None:
+        import cv2
+
+        labels = np.zeros(image.shape[:2], np.int16)
+        for k in sorted(range(self.n), key=lambda j: self.world.depth[j]):  # the front one last
+            labels[gt[k + 1]] = k + 1
+        self._labels[i] = labels
+        self._index[self._key(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))] = i
+        for old in [j for j in self._labels if j < i - 64]:  # the tracker keeps fewer frames than that
+            del self._labels[old]
+
+    def motion(self, label: int, i0: int, i1: int) -> np.ndarray:
+        """3x3 true motion from frame i0 to i1 of object ``label`` (0: the background)."""
+        if label == 0:
+            a, b = (np.vstack([self.world.camera(i), [0, 0, 1]]) for i in (i0, i1))
+            return b @ np.linalg.inv(a)
+        return _placement(self.world, label - 1, i1) @ np.linalg.inv(_placement(self.world, label - 1, i0))
+
+    def __call__(self, prev: np.ndarray, cur: np.ndarray, pts: np.ndarray, fb_threshold: float = 1.0
+                 ) -> Tuple[np.ndarray, np.ndarray]:
+        if len(pts) == 0:
+            return pts.reshape(0, 2), np.zeros(0, bool)
+        i0, i1 = self._index[self._key(prev)], self._index[self._key(cur)]
+        l0, l1 = self._labels[i0], self._labels[i1]
+        h, w = l0.shape
+        p = np.asarray(pts, np.float64).reshape(-1, 2)
+        on = l0[np.clip(np.round(p[:, 1]).astype(int), 0, h - 1), np.clip(np.round(p[:, 0]).astype(int), 0, w - 1)]
+        out = p.copy()
+        for label in np.unique(on):
+            sel = on == label
+            m = self.motion(int(label), i0, i1)
+            out[sel] = p[sel] @ m[:2, :2].T + m[:2, 2]
+        x, y = np.round(out[:, 0]).astype(int), np.round(out[:, 1]).astype(int)
+        ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        ok[ok] = l1[y[ok], x[ok]] == on[ok]
+        return out.astype(np.float32), ok
 
 
 def carry_bound(seed: int, frames: int, every: int, lag: int, size: tuple, objects: int, fps: float = 30.0,
@@ -112,13 +207,8 @@ def carry_bound(seed: int, frames: int, every: int, lag: int, size: tuple, objec
     w, h = size
     n = len(world._sprites)
 
-    def placement(k: int, i: int) -> np.ndarray:  # object k's sprite -> frame i, 3x3
-        sp = world._sprites[k]
-        pos, angle, scale = world._pose(k, world._time(i))
-        c = (sp.alpha.shape[0] - 1) / 2.0
-        pose = cv2.getRotationMatrix2D((c, c), math.degrees(angle), scale)
-        pose[:, 2] += pos - c
-        return np.vstack([world.camera(i), [0, 0, 1]]) @ np.vstack([pose, [0, 0, 1]])
+    def placement(k: int, i: int) -> np.ndarray:
+        return _placement(world, k, i)
 
     def warp(mask: np.ndarray, move: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
         return cv2.warpAffine(mask.view(np.uint8), move[:2], (shape[1], shape[0]), flags=cv2.INTER_NEAREST).view(bool)
@@ -201,6 +291,9 @@ def main() -> int:
     p.add_argument("--memory", action="store_true",
                    help="with --carry-bound: the ideal tracker also remembers each object's shape from every "
                         "answer (see carry_bound)")
+    p.add_argument("--true-flow", action="store_true",
+                   help="photo scenes: the tracker's point tracking moves every point by the true motion of what it "
+                        "lies on (see TrueFlow): how much of the loss is the flow's")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     if args.frames < 1 or (args.every is not None and args.every < 1) or (args.lag is not None and args.lag < 0):
@@ -212,6 +305,8 @@ def main() -> int:
 
     if args.carry_bound and (args.bundle or args.backend or (args.scene or ["photo"]) != ["photo"]):
         p.error("--carry-bound measures the photo scenes only, without a model (--scene photo)")
+    if args.true_flow and (args.carry_bound or (args.scene or ["photo"]) != ["photo"]):
+        p.error("--true-flow replays the photo scenes only (--scene photo), with a tracker (not --carry-bound)")
     if args.memory and not args.carry_bound:
         p.error("--memory is an option of --carry-bound")
     if args.carry_bound:
@@ -238,7 +333,7 @@ def main() -> int:
     t0 = time.perf_counter()
     results = []
     ok = True
-    for family in args.scene or (["photo"] if args.carry_bound else ["shapes", "photo"]):
+    for family in args.scene or (["photo"] if args.carry_bound or args.true_flow else ["shapes", "photo"]):
         for label, delay, every, lag in settings(args):
             runs = []
             for seed in parse_seeds(args.seeds):
@@ -246,7 +341,7 @@ def main() -> int:
                     r = carry_bound(seed, args.frames, every, lag, (w, h), args.objects, args.fps, args.memory)
                 else:
                     r = replay(predictor, seed, args.frames, every, lag, (w, h), args.objects, options, args.oracle,
-                               family, args.fps)
+                               family, args.fps, args.true_flow)
                 runs.append(r)
                 print(f"{family} {label} seed {seed:3d}: J {r['mean']:.3f}  per object {r['J']}  "
                       f"occluded/lost object-frames {r['occluded_object_frames']}/{r['lost_object_frames']}", flush=True)
@@ -265,7 +360,7 @@ def main() -> int:
         "model": ("carry bound with shape memory (no model)" if args.memory else "carry bound (no model)")
         if args.carry_bound else "oracle" if args.oracle
         else str(getattr(getattr(predictor, "bundle", None), "root", "")),
-        "tracker": options, "frames": args.frames, "fps": args.fps, "size": args.size, "objects": args.objects,
+        "tracker": options, "flow": "true motion" if args.true_flow else "tracked", "frames": args.frames, "fps": args.fps, "size": args.size, "objects": args.objects,
         "results": results, "seconds": round(time.perf_counter() - t0, 1), "device": device_info(),
     }
     print("\n| scene | setting | J mean | J median | worst seed (J) |\n|---|---|---:|---:|---|")
