@@ -119,9 +119,9 @@ class Predictor:
         bundle = load_bundle(path)
         t0 = time.perf_counter()
 
-        def opener(name: str, prec: str) -> "Predictor":
+        def opener(name: str, prec: str, **variant: Any) -> "Predictor":
             backend_cls = get_backend(name)
-            extra = dict(options)
+            extra = {**options, **variant}
             if backend_cls.precision_option:
                 extra["precision"] = prec
             elif prec != run_precision(bundle):  # pragma: no cover - plan() only offers the backend's own
@@ -131,9 +131,12 @@ class Predictor:
             logger.debug("opened %s with %s %s in %.0f ms", bundle.root, name, prec, 1e3 * (time.perf_counter() - t1))
             return cls(encoder, decoder, bundle.input_size, bundle.score, resize, bundle, name, prec)
 
-        pred, choice, fidelity = resolve(bundle, opener, backend, precision)
+        pred, choice, fidelity = resolve(bundle, opener, backend, precision,
+                                         variants="decoder_precision" not in options)
         pred.selection = {"backend": choice.backend, "precision": choice.precision, "source": choice.source,
                           "fidelity": fidelity}
+        if choice.decoder is not None:
+            pred.selection["decoder_precision"] = choice.decoder
         logger.debug("%s runs on %s %s (%s)", bundle.root, choice.backend, choice.precision, choice.source)
         pred.last_timings = {"load": 1e3 * (time.perf_counter() - t0)}
         return pred

@@ -206,6 +206,13 @@ class Backend(abc.ABC):
         the same precision as the encoder."""
         return precision
 
+    @classmethod
+    def decoder_variants(cls, bundle: "Bundle", precision: str) -> Tuple[Optional[str], ...]:
+        """The ``decoder_precision`` options ``precision="auto"`` tries for ``bundle`` in ``precision``, fastest
+        first, each kept only if it passes the fidelity check; None stands for the backend's default. By
+        default only that."""
+        return (None,)
+
 
 # The registry maps a name to a dotted path "module:Class", so that listing the
 # backends imports nothing heavy; the class is imported when it is asked for.

@@ -36,8 +36,8 @@ from .base import get_backend
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_MEAN_IOU", "NUM_PROMPTS", "SAMPLE_IMAGE", "sample_prompts", "compare", "check_key", "cached",
-           "record", "check"]
+__all__ = ["MIN_MEAN_IOU", "NUM_PROMPTS", "SAMPLE_IMAGE", "variant_label", "sample_prompts", "compare", "check_key",
+           "cached", "record", "check"]
 
 #: The mean mask IoU against fp32 a reduced precision must hold for ``precision="auto"`` to use it.
 MIN_MEAN_IOU = 0.98
@@ -49,6 +49,12 @@ SAMPLE_IMAGE = DATA_DIR / "astronaut.jpg"
 #: bf16/fp16 also run the decoder's upscaling and head in that precision; 3: its final attention too), so
 #: older records are not reused.
 CHECK_VERSION = 3
+
+
+def variant_label(precision: str, decoder: Optional[str] = None) -> str:
+    """The name a check of ``precision`` with the decoder option ``decoder_precision=decoder`` is recorded
+    under: the precision itself for the backend's default decoder, else e.g. "bf16/decoder-bf16"."""
+    return precision if decoder is None else f"{precision}/decoder-{decoder}"
 
 
 def sample_prompts(height: int, width: int, n: int = NUM_PROMPTS, seed: int = SEED) -> Dict[str, np.ndarray]:

@@ -20,7 +20,10 @@ precision it can run the bundle in (:meth:`Backend.precisions`), where a reduced
 ``precision="auto"`` never loses fidelity silently: a reduced float is used only after it
 held the masks at mean IoU >= 0.98 against fp32 on the fidelity check
 (:mod:`.precision_check`, once per bundle and device, recorded in the user cache);
-otherwise the next candidate runs. A precision asked for by name is used as asked (or
+otherwise the next candidate runs. Where a backend has faster decoder variants for it
+(:meth:`Backend.decoder_variants`: OpenVINO's whole decoder in bf16 rather than with its two-way
+blocks in fp32), each is tried first and must pass the check on its own (recorded as, e.g.,
+"bf16/decoder-bf16"). A precision asked for by name is used as asked (or
 refused with the reason: not native here, not a calibrated bundle, no installed backend).
 """
 
@@ -58,10 +61,13 @@ class Choice:
         precision: "fp32", "bf16", "fp16" or "int8": the arithmetic it computes in.
         source: "asked" (both named by the caller), "profile" (the device profile ranked it)
             or "static" (the static ranking of the CPU's features).
+        decoder: the ``decoder_precision`` option it was opened with (:meth:`Backend.decoder_variants`),
+            None for the backend's default.
     """
     backend: str
     precision: str
     source: str
+    decoder: Optional[str] = None
 
 
 def validate_precision(precision: str) -> str:
@@ -186,18 +192,23 @@ def plan(bundle: Any, backend: str = "auto", precision: str = "auto", profile: A
            [Choice(b, p, "asked" if asked else "static") for b, p in ranked if (b, p) not in first]
 
 
-def resolve(bundle: Any, opener: Callable[[str, str], Any], backend: str = "auto", precision: str = "auto",
-            profile: Any = _PROFILE, check: bool = True) -> Tuple[Any, Choice, Optional[Dict[str, Any]]]:
+def resolve(bundle: Any, opener: Callable[..., Any], backend: str = "auto", precision: str = "auto",
+            profile: Any = _PROFILE, check: bool = True, variants: bool = True
+            ) -> Tuple[Any, Choice, Optional[Dict[str, Any]]]:
     """Open ``bundle`` on the best choice of :func:`plan` that holds up.
 
     With ``precision="auto"`` a reduced-float choice must pass the fidelity check
-    (:func:`.precision_check.check`; recorded, so it runs once per bundle and device),
-    else the next choice is tried. With ``backend="auto"`` a choice whose backend fails
-    to open the bundle is skipped with a warning if another remains.
+    (:func:`.precision_check.check`; recorded, so it runs once per bundle and device), else the
+    next choice is tried; where the backend offers faster decoder variants
+    (:meth:`Backend.decoder_variants`, e.g. OpenVINO's whole decoder in bf16), each is tried
+    first and must pass the check on its own. With ``backend="auto"`` a choice whose backend
+    fails to open the bundle is skipped with a warning if another remains.
 
     Args:
-        opener: ``(backend, precision) -> Predictor``.
+        opener: ``(backend, precision, **options) -> Predictor``; ``decoder_precision=`` is passed
+            only for a decoder variant.
         check: run the fidelity check (False: trust reduced floats, for measurements).
+        variants: try the decoder variants (False: the caller set the decoder's precision itself).
 
     Returns:
         ``(predictor, choice, fidelity)``: fidelity is the check's record, or None where none applied.
@@ -206,32 +217,40 @@ def resolve(bundle: Any, opener: Callable[[str, str], Any], backend: str = "auto
     last: Optional[BaseException] = None
     for i, c in enumerate(choices):
         gated = check and precision == "auto" and _chosen_reduced(bundle, c.precision)
-        record = precision_check.cached(bundle, c.backend, c.precision) if gated else None
-        if record is not None and not record.get("passed"):
-            logger.info("not using %s %s: masks at mean IoU %s vs fp32 (< %s), recorded", c.backend, c.precision,
-                        record.get("mean_iou"), record.get("threshold"))
-            continue
-        try:
-            predictor = opener(c.backend, c.precision)
-        except EdgeSamError as exc:
-            if backend != "auto" or i == len(choices) - 1:
-                raise
-            logger.warning("%s %s cannot open %s (%s); trying the next backend", c.backend, c.precision,
-                           bundle.root, exc)
-            last = exc
-            continue
-        if gated and record is None:
-            try:
-                record = precision_check.check(bundle, c.backend, c.precision,
-                                               lambda p, name=c.backend: opener(name, p), candidate=predictor,
-                                               use_cache=False)
-            except BaseException:
-                predictor.close()
-                raise
-            if not record["passed"]:
-                predictor.close()
+        tries = get_backend(c.backend).decoder_variants(bundle, c.precision) if gated and variants else (None,)
+        for decoder in tries:
+            label = precision_check.variant_label(c.precision, decoder)
+            record = precision_check.cached(bundle, c.backend, label) if gated else None
+            if record is not None and not record.get("passed"):
+                logger.info("not using %s %s: masks at mean IoU %s vs fp32 (< %s), recorded", c.backend, label,
+                            record.get("mean_iou"), record.get("threshold"))
                 continue
-        return predictor, c, record
+            try:
+                predictor = opener(c.backend, c.precision, **({} if decoder is None else
+                                                              {"decoder_precision": decoder}))
+            except EdgeSamError as exc:
+                if decoder is not None:  # the backend's default may still open
+                    logger.warning("%s %s cannot open %s (%s); trying its default decoder", c.backend, label,
+                                   bundle.root, exc)
+                    continue
+                if backend != "auto" or i == len(choices) - 1:
+                    raise
+                logger.warning("%s %s cannot open %s (%s); trying the next backend", c.backend, c.precision,
+                               bundle.root, exc)
+                last = exc
+                break
+            if gated and record is None:
+                try:
+                    record = precision_check.check(bundle, c.backend, label,
+                                                   lambda p, name=c.backend: opener(name, p), candidate=predictor,
+                                                   use_cache=False)
+                except BaseException:
+                    predictor.close()
+                    raise
+                if not record["passed"]:
+                    predictor.close()
+                    continue
+            return predictor, Choice(c.backend, c.precision, c.source, decoder), record
     if last is not None:
         raise last
     raise EdgeSamError(f"no backend and precision kept the masks of {bundle.root} (see the log)")
@@ -247,21 +266,20 @@ def expected(bundle: Any, backend: str = "auto", precision: str = "auto") -> Dic
     """
     choices = plan(bundle, backend, precision)
     for c in choices:
-        record = None
-        note = ""
-        if precision == "auto" and _chosen_reduced(bundle, c.precision):
-            record = precision_check.cached(bundle, c.backend, c.precision)
+        if not (precision == "auto" and _chosen_reduced(bundle, c.precision)):
+            return _expected(bundle, c, None, "")
+        for decoder in get_backend(c.backend).decoder_variants(bundle, c.precision):
+            record = precision_check.cached(bundle, c.backend, precision_check.variant_label(c.precision, decoder))
             if record is not None and not record.get("passed"):
                 continue
-            if record is None:
-                note = "the fidelity check against fp32 runs on first load"
-        return _expected(bundle, c, record, note)
+            note = "" if record is not None else "the fidelity check against fp32 runs on first load"
+            return _expected(bundle, Choice(c.backend, c.precision, c.source, decoder), record, note)
     return _expected(bundle, choices[-1], None, "")
 
 
-def _expected(bundle: Any, choice: Any, record: Optional[Dict[str, Any]], note: str) -> Dict[str, Any]:
-    return {"backend": choice.backend, "precision": choice.precision,
-            "decoder_precision": get_backend(choice.backend).decoder_precision(bundle, choice.precision),
+def _expected(bundle: Any, choice: Choice, record: Optional[Dict[str, Any]], note: str) -> Dict[str, Any]:
+    decoder = choice.decoder or get_backend(choice.backend).decoder_precision(bundle, choice.precision)
+    return {"backend": choice.backend, "precision": choice.precision, "decoder_precision": decoder,
             "source": choice.source, "fidelity": record, "note": note}
 
 

@@ -413,3 +413,16 @@ def test_streams_must_be_a_positive_integer(onnx_bundle, streams):
 
     with pytest.raises(EdgeSamError, match=r"^streams .* is not a positive integer$"):
         OpenVinoBackend().open(load_bundle(onnx_bundle), cache=False, streams=streams)
+
+
+def test_decoder_variants_put_the_whole_reduced_decoder_first_where_it_can_be_cut():
+    from edgesam_edge.bundle import Bundle
+    from edgesam_edge.engines import openvino as backend
+    from edgesam_edge.names import MANIFEST_DECODER_HANDOVER
+
+    cut = Bundle(Path("/b/cut"), {"format": "onnx", "precision": "fp32", "input_size": 1024,
+                                  MANIFEST_DECODER_HANDOVER: ["/t/out"]})
+    whole = Bundle(Path("/b/whole"), {"format": "onnx", "precision": "fp32", "input_size": 1024})
+    ov = backend.OpenVinoBackend
+    assert ov.decoder_variants(cut, "bf16") == ("bf16", None) and ov.decoder_variants(cut, "fp16") == ("fp16", None)
+    assert ov.decoder_variants(cut, "fp32") == (None,) and ov.decoder_variants(whole, "bf16") == (None,)

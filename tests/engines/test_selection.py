@@ -276,3 +276,79 @@ def test_an_engine_built_in_fp16_is_not_a_cpu_precision(monkeypatch):
     monkeypatch.setattr(precision_check, "check", lambda *a, **kw: pytest.fail("an engine's own precision was checked"))
     _, choice, fidelity = resolve(engine, lambda n, p: _Opened(n, p), profile=None)
     assert (choice.backend, choice.precision, fidelity) == ("tensorrt", "fp16", None)
+
+
+def _cut_bundle() -> Bundle:
+    """A float ONNX bundle whose manifest says where OpenVINO can cut its decoder (as exports write it)."""
+    from edgesam_edge.names import MANIFEST_DECODER_HANDOVER
+
+    return Bundle(Path("/bundles/onnx-cut"), {"format": "onnx", "precision": "fp32", "input_size": 1024,
+                                              MANIFEST_DECODER_HANDOVER: ["/transformer/out"]})
+
+
+class _Opener:
+    def __init__(self):
+        self.opened = []
+
+    def __call__(self, backend, precision, **options):
+        self.opened.append(_Opened(backend, precision))
+        self.opened[-1].options = options
+        return self.opened[-1]
+
+
+def _gate(monkeypatch, verdicts):
+    """A fake fidelity check: ``verdicts`` {label: mean IoU}; records what it measured."""
+    monkeypatch.setattr(sysinfo, "cpu_info", lambda: dict(CPUS["amx"], model="test"))
+    monkeypatch.setattr(selection, "installed_backends", lambda: ALL)
+    records = {}
+    monkeypatch.setattr(precision_check, "cached", lambda b, n, p: records.get((n, p)))
+
+    def check(b, name, label, open_predictor, candidate=None, use_cache=True):
+        iou = verdicts[label]
+        records[(name, label)] = {"mean_iou": iou, "threshold": 0.98, "passed": iou >= 0.98}
+        return records[(name, label)]
+
+    monkeypatch.setattr(precision_check, "check", check)
+    return records
+
+
+def test_auto_tries_the_whole_reduced_decoder_first_and_keeps_it_when_it_passes(monkeypatch):
+    records = _gate(monkeypatch, {"bf16/decoder-bf16": 0.989, "bf16": 0.994})
+    opener = _Opener()
+    pred, choice, fidelity = resolve(_cut_bundle(), opener, profile=None)
+    assert choice == Choice("openvino", "bf16", "static", "bf16") and fidelity["mean_iou"] == 0.989
+    assert [(o.precision, o.options, o.closed) for o in opener.opened] == [("bf16", {"decoder_precision": "bf16"},
+                                                                             False)]
+    assert list(records) == [("openvino", "bf16/decoder-bf16")]  # the default split was never needed
+    info = selection.expected(_cut_bundle())
+    assert (info["decoder_precision"], info["fidelity"]["mean_iou"], info["note"]) == ("bf16", 0.989, "")
+
+
+def test_a_whole_reduced_decoder_that_fails_the_check_falls_back_to_the_default_split(monkeypatch):
+    records = _gate(monkeypatch, {"bf16/decoder-bf16": 0.977, "bf16": 0.991})
+    opener = _Opener()
+    pred, choice, fidelity = resolve(_cut_bundle(), opener, profile=None)
+    assert choice == Choice("openvino", "bf16", "static") and fidelity["mean_iou"] == 0.991
+    assert [(o.options, o.closed) for o in opener.opened] == [({"decoder_precision": "bf16"}, True), ({}, False)]
+    opener.opened.clear()
+    resolve(_cut_bundle(), opener, profile=None)  # the recorded failure: the variant is not opened again
+    assert [o.options for o in opener.opened] == [{}]
+    assert selection.expected(_cut_bundle())["decoder_precision"] == "fp32+bf16"
+    assert records[("openvino", "bf16/decoder-bf16")]["passed"] is False
+
+
+def test_no_decoder_variants_when_the_caller_set_the_decoders_precision_or_named_the_precision(monkeypatch):
+    _gate(monkeypatch, {"bf16": 0.99})
+    opener = _Opener()
+    _, choice, _ = resolve(_cut_bundle(), opener, profile=None, variants=False)
+    assert choice.decoder is None and [o.options for o in opener.opened] == [{}]
+    opener.opened.clear()
+    _, choice, fidelity = resolve(_cut_bundle(), opener, precision="bf16", profile=None)  # used as asked
+    assert (choice.decoder, fidelity, [o.options for o in opener.opened]) == (None, None, [{}])
+
+
+def test_expected_says_the_whole_reduced_decoder_is_checked_on_first_load(monkeypatch):
+    _gate(monkeypatch, {})
+    info = selection.expected(_cut_bundle())
+    assert (info["backend"], info["precision"], info["decoder_precision"]) == ("openvino", "bf16", "bf16")
+    assert info["fidelity"] is None and "runs on first load" in info["note"]
