@@ -379,9 +379,9 @@ def test_an_object_leaving_the_frame_leaves_no_mask_behind_on_the_background():
     assert gone is not None and gone < 60
 
 
-def test_an_object_whose_reprompt_finds_another_object_is_looked_for_in_the_same_answer():
-    from edgesam_edge.camera.geometry import geometry_from_mask
-
+def two_objects_tracked_to_frame_5():
+    """Two still objects, both tracked, every frame but the 6th (frame 5) encoded: (tracker, oracle, frame 5's
+    image and ground truth)."""
     scene = SyntheticScene(320, 240, 2, 5, "static")
     oracle = GroundTruthOracle()
     tracker = Tracker(oracle)
@@ -394,15 +394,27 @@ def test_an_object_whose_reprompt_finds_another_object_is_looked_for_in_the_same
         if i < 5:
             tracker.refine(oracle.encode(image), i)
     assert [t.state for t in tracker.tracks()] == [TRACKED, TRACKED]
+    return tracker, oracle, image, gt
+
+
+def mask_at_frame_5(tracker, oid, mask):
+    """Object ``oid``'s recorded geometry at frame 5 (what its re-prompt is built from) made ``mask``."""
+    from edgesam_edge.camera.geometry import geometry_from_mask
+
+    obj = tracker._objects[oid]
+    g = geometry_from_mask(mask, obj.points, obj.labels)
+    g.predicted = np.array(obj.model.box())
+    obj.history[5] = g
+
+
+def test_an_object_whose_reprompt_finds_another_object_is_looked_for_in_the_same_answer():
+    tracker, oracle, image, gt = two_objects_tracked_to_frame_5()
     # object 2's mask at frame 5 drifted onto a corner of object 1 (as flow leaves a sliver at an occluder's
     # edge): its re-prompt finds object 1, so that answer hides it, and the search finds it again at once
     x0, y0, x1, y1 = mask_box(gt[1])
     ghost = np.zeros_like(gt[1])
     ghost[y0 : y0 + 12, x0 : x1] = gt[1][y0 : y0 + 12, x0 : x1]
-    obj = tracker._objects[2]
-    g = geometry_from_mask(ghost, obj.points, obj.labels)
-    g.predicted = np.array(obj.model.box())
-    obj.history[5] = g
+    mask_at_frame_5(tracker, 2, ghost)
     assert tracker.refine(oracle.encode(image), 5) >= 1
     t1, t2 = tracker.tracks()
     assert t2.state == TRACKED and mask_iou(t2.mask, gt[2]) > 0.9
@@ -427,20 +439,7 @@ def test_the_appearance_search_points_inside_a_blob_at_the_frames_corner_not_at_
 
 
 def test_a_partly_seen_object_whose_reprompt_spills_takes_what_the_search_found_at_once():
-    from edgesam_edge.camera.geometry import geometry_from_mask
-
-    scene = SyntheticScene(320, 240, 2, 5, "static")
-    oracle = GroundTruthOracle()
-    tracker = Tracker(oracle)
-    for i in range(6):
-        image, gt = scene.render(i)
-        oracle.observe(image, gt)
-        tracker.step(image)
-        if i == 0:
-            prompt_boxes(tracker, gt)
-        if i < 5:
-            tracker.refine(oracle.encode(image), i)
-    assert [t.state for t in tracker.tracks()] == [TRACKED, TRACKED]
+    tracker, oracle, image, gt = two_objects_tracked_to_frame_5()
     # object 2's mask at frame 5 is a sliver of its top (as flow leaves a fast object's mask): its re-prompt's
     # answer (all of object 2) spills far out of the sliver's box, which alone would keep the sliver until the
     # next embedding; the search at its predicted box finds all of it, and that answer stands for it now
@@ -448,11 +447,8 @@ def test_a_partly_seen_object_whose_reprompt_spills_takes_what_the_search_found_
     stray = np.zeros_like(gt[2])
     stray[y0 : y0 + 8] = gt[2][y0 : y0 + 8]
     assert 20 < stray.sum() < 0.2 * gt[2].sum()
-    obj = tracker._objects[2]
-    obj.mask = stray.copy()
-    g = geometry_from_mask(stray, obj.points, obj.labels)
-    g.predicted = np.array(obj.model.box())
-    obj.history[5] = g
+    tracker._objects[2].mask = stray.copy()  # and its current mask
+    mask_at_frame_5(tracker, 2, stray)
     assert tracker.refine(oracle.encode(image), 5) >= 1
     t1, t2 = tracker.tracks()
     assert t2.state == TRACKED and mask_iou(t2.mask, gt[2]) > 0.9  # not hidden until the next embedding
