@@ -285,6 +285,8 @@ def main() -> int:
     p.add_argument("--reprompt-negatives", action=argparse.BooleanOptionalAction, default=None,
                    help="as edgesam live (default: the bundle's)")
     p.add_argument("--max-growth", type=float, help="Tracker(max_growth=...) (default: the tracker's)")
+    p.add_argument("--shape-memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="as edgesam live: Tracker(remember_shapes=...) (default: the tracker's, on)")
     p.add_argument("--carry-bound", action="store_true",
                    help="photo scenes: the J of an ideal tracker that shows only what its answers saw, carried by "
                         "the true motion (no model, no tracker; see carry_bound)")
@@ -329,6 +331,8 @@ def main() -> int:
         "negatives": reprompt_negatives(args.reprompt_negatives, predictor)}
     if args.max_growth is not None:
         options["max_growth"] = args.max_growth
+    if args.shape_memory is not None and not args.carry_bound:
+        options["remember_shapes"] = args.shape_memory
     w, h = (int(v) for v in args.size.lower().split("x"))
     t0 = time.perf_counter()
     results = []

@@ -21,6 +21,7 @@ from . import flow
 from .appearance import Appearance, shrink_mask
 from .geometry import Geometry, geometry_from_mask
 from .motion import MotionModel
+from .shape import ShapeMemory
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class TrackedObject:
         self.last_good: Optional[Geometry] = None  # re-prompt of an object whose first prompt found nothing
         self.model: Optional[MotionModel] = None  # where it is (whole box), also while hidden
         self.look = Appearance()  # what it looks like
+        self.shape = ShapeMemory()  # its shape, shown where another object uncovers it
 
     def geometry(self) -> Geometry:
         """Its state in the current frame, as the history keeps it."""

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .objects import LOST, OCCLUDED, PEAK_SHARE, PENDING, TRACKED, TrackedObject
 from .prompting import Prompt, decode, prompt_for, token_limit
 from .protocols import PredictorLike
 from .reacquire import Hidden, candidates, mostly_others, not_others, verify
+from .shape import others_of
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ __all__ = ["Refiner", "FOLLOW_HOP"]
 #: Two halves the cost and, over 10 photo scenes at 300 ms, tracked as well as one (J 0.738 vs 0.730;
 #: every 3rd: 0.737, in one step: 0.651).
 FOLLOW_HOP = 2
+Others = Callable[[int], np.ndarray]  # an object's id -> the other objects' pixels, (H, W) bool
 
 
 class Refiner:
@@ -46,6 +48,7 @@ class Refiner:
     max_growth: float
     searches: int
     max_candidates: int
+    remember_shapes: bool
     decoder_calls: int
     refines: int
     stale_refines: int
@@ -140,19 +143,24 @@ class Refiner:
         fuller = {oid for oid, (mask, _) in found.items() if oid in also and _smaller(results.get(oid), mask)}
         carried = self._follow_all({**{(0, oid): r[0] for oid, r in results.items() if oid not in fuller},
                                     **{(1, oid): r[0] for oid, r in found.items()}}, f)
+        # every object's pixels at the embedding's frame, as the answers say (else as carried there)
+        at_f = {oid: g.full_mask(shape) for oid, g in snapshot.items() if g.crop is not None and oid not in also}
+        at_f.update({oid: r[0] for oid, r in results.items() if oid not in fuller})
+        at_f.update({oid: r[0] for oid, r in found.items() if oid in fuller or oid not in results})
+        others_f = others_of(at_f, shape)
         with self._lock:
             for oid, (mask_f, score) in results.items():
                 obj = self._objects.get(oid)
                 if obj is not None and oid not in fuller:
-                    self._accept(obj, mask_f, score, f, snapshot[oid], thumb, carried.get((0, oid), []))
+                    self._accept(obj, mask_f, score, f, snapshot[oid], thumb, carried.get((0, oid), []), others_f)
             for oid, (mask_f, score) in found.items():
                 obj = self._objects.get(oid)
                 if obj is None:
                     continue
                 if obj.state in (OCCLUDED, LOST):
-                    self._reacquire(obj, mask_f, score, f, carried.get((1, oid), []), thumb)
+                    self._reacquire(obj, mask_f, score, f, carried.get((1, oid), []), thumb, others_f)
                 elif oid in fuller:
-                    self._accept(obj, mask_f, score, f, snapshot[oid], thumb, carried.get((1, oid), []))
+                    self._accept(obj, mask_f, score, f, snapshot[oid], thumb, carried.get((1, oid), []), others_f)
             self._cut_behind()
             self.refines += 1
         self.last_refine_ms = 1e3 * (time.perf_counter() - t0)
@@ -209,8 +217,9 @@ class Refiner:
         return {oid: [(i, m) for (i, _), m in zip(frames[1:], steps[oid])] for oid in masks}
 
     def _accept(self, obj: TrackedObject, mask_f: np.ndarray, score: float, f: int, prior: Geometry,
-                thumb: Optional[np.ndarray], steps: List[Tuple[int, np.ndarray]]) -> None:
-        """Take a decoded mask of frame ``f`` (or hide the object), carried to the current frame."""
+                thumb: Optional[np.ndarray], steps: List[Tuple[int, np.ndarray]], others_f: Others) -> None:
+        """Take a decoded mask of frame ``f`` (or hide the object), carried to the current frame. ``others_f``:
+        an object's id -> the other objects' pixels at frame ``f`` (``(H, W)`` bool)."""
         area = int(mask_f.sum())
         ref = prior.area if obj.state == TRACKED else obj.good_area
         if score < self.min_score or area < self.min_area or (ref and area < self.collapse * ref):
@@ -228,11 +237,10 @@ class Refiner:
             return
         if obj.state != TRACKED:
             logger.debug("object %d %s", obj.id, "acquired" if obj.state == PENDING else "re-acquired")
-        obj.take(mask_now, score, f, mask_f, thumb, self._index if self._index is not None else f)
-        self._record(obj)
+        self._take(obj, mask_now, score, f, mask_f, thumb, others_f)
 
     def _reacquire(self, obj: TrackedObject, mask_f: np.ndarray, score: float, f: int,
-                   steps: List[Tuple[int, np.ndarray]], thumb: Optional[np.ndarray]) -> None:
+                   steps: List[Tuple[int, np.ndarray]], thumb: Optional[np.ndarray], others_f: Others) -> None:
         """A hidden object found again at frame ``f``: carried to now along ``steps`` and the frames since."""
         last = steps[-1][0] if steps else f
         if self._index is not None and self._index > last:  # frames stepped while we were tracking it
@@ -247,7 +255,16 @@ class Refiner:
         self.reacquired += 1
         logger.debug("object %d re-acquired (hidden since frame %s)", obj.id,
                      None if obj.model is None else obj.model.last_seen)
+        self._take(obj, mask_now, score, f, mask_f, thumb, others_f)
+
+    def _take(self, obj: TrackedObject, mask_now: np.ndarray, score: float, f: int, mask_f: np.ndarray,
+              thumb: Optional[np.ndarray], others_f: Others) -> None:
+        """The object seen: ``mask_now`` in the current frame, ``mask_f`` at frame ``f``; its shape memory
+        learns from ``mask_f`` and the other objects' pixels there (``others_f(obj.id)``)."""
+        hidden = obj.state in (OCCLUDED, LOST)
         obj.take(mask_now, score, f, mask_f, thumb, self._index if self._index is not None else f)
+        if self.remember_shapes:
+            obj.shape.fit(mask_f, others_f(obj.id), f, obj.motion, turned=hidden)
         self._record(obj)
 
 

@@ -24,7 +24,9 @@ on at its velocity while hidden) and an appearance model
 of which (:mod:`~edgesam_edge.camera.depth`) and cuts the carried mask of the one
 behind. A hidden object is looked for on every new embedding, at its predicted box
 and by appearance anywhere in the frame, and comes back under its id only when the
-answer passes the checks of :mod:`~edgesam_edge.camera.reacquire`.
+answer passes the checks of :mod:`~edgesam_edge.camera.reacquire`. Each object also
+remembers its shape (:mod:`~edgesam_edge.camera.shape`): while the last answer saw only
+part of it, the part of its shape that another object has uncovered since shows at once.
 
 States (:attr:`Track.state`, also in the JSONL output), see :mod:`~edgesam_edge.camera.objects`:
 ``pending``, ``tracked``, ``occluded`` (predicted, not seen, for at most
@@ -66,6 +68,7 @@ from .objects import TrackedObject as _Object
 from .prompting import check_inside, check_prompt
 from .protocols import PredictorLike
 from .refining import Refiner
+from .shape import ShapeMemory, others_of
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +89,8 @@ class Track:
 
     Attributes:
         id: object id (from :meth:`Tracker.add`); an object found again after being hidden keeps it.
-        mask: HxW bool, what is visible of the object (all False unless ``state`` is "tracked").
+        mask: HxW bool, what is visible of the object (all False unless ``state`` is "tracked"): its
+            carried mask, plus the part of its remembered shape uncovered since the last answer.
         box: (x0, y0, x1, y1) pixels: of the mask (exclusive ends) when tracked; the predicted whole
             box when occluded (None once that is outside the frame); None when lost or pending.
         score: the decoder's score of the last accepted mask (0 before the first).
@@ -125,12 +129,15 @@ class Tracker(Refiner):
         searches: candidate boxes from the appearance search per lost object and embedding (an
             occluded one gets one, besides its predicted box).
         max_candidates: most candidate prompts for hidden objects per embedding (all objects).
+        remember_shapes: keep each object's shape and show the parts of it that another object uncovers
+            before an answer sees them (:mod:`~edgesam_edge.camera.shape`).
     """
 
     def __init__(self, predictor: PredictorLike, history: int = 150, min_score: float = 0.5, min_area: int = 24,
                  collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True,
                  max_growth: float = DEFAULT_MAX_GROWTH, occlusion_frames: int = DEFAULT_OCCLUSION_FRAMES,
-                 frame_memory: int = 48, searches: int = 2, max_candidates: int = 8) -> None:
+                 frame_memory: int = 48, searches: int = 2, max_candidates: int = 8,
+                 remember_shapes: bool = True) -> None:
         self.predictor: PredictorLike = predictor
         self.history = int(history)
         self.min_score = float(min_score)
@@ -152,6 +159,7 @@ class Tracker(Refiner):
         self.frame_memory = int(frame_memory)
         self.searches = int(searches)
         self.max_candidates = int(max_candidates)
+        self.remember_shapes = bool(remember_shapes)
         self._lock = threading.RLock()
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._ids = itertools.count(1)
@@ -287,7 +295,7 @@ class Tracker(Refiner):
                     logger.info("frame size changed to %dx%d: objects reset to their prompts", gray.shape[1], gray.shape[0])
                     for obj in self._objects.values():
                         obj.mask, obj.state, obj.history, obj.motion = None, LOST, OrderedDict(), OrderedDict()
-                        obj.model = None
+                        obj.model, obj.shape = None, ShapeMemory()
                 self._frames.clear()
                 self._shape = gray.shape
                 for obj in self._objects.values():
@@ -317,8 +325,11 @@ class Tracker(Refiner):
         with self._lock:
             shape = self._shape or (0, 0)
             out = []
+            uncovered = self._uncovered() if self.remember_shapes else {}
             for obj in self._objects.values():
                 mask = obj.mask if obj.mask is not None else np.zeros(shape, bool)
+                if obj.id in uncovered:
+                    mask = mask | uncovered[obj.id]
                 box: Optional[Box] = None
                 if obj.mask is not None:
                     b = flow.mask_box(mask)
@@ -328,6 +339,23 @@ class Tracker(Refiner):
                 age = -1 if obj.decoded_at is None or self._index is None else self._index - obj.decoded_at
                 out.append(Track(obj.id, mask, box, float(obj.score), obj.state, age))
             return out
+
+    def _uncovered(self) -> Dict[int, np.ndarray]:
+        """{id: ``(H, W)`` bool} the parts of partly seen objects' remembered shapes that other objects have
+        uncovered since their last answers (:meth:`~edgesam_edge.camera.shape.ShapeMemory.uncovered`)."""
+        if self._index is None or self._shape is None:
+            return {}
+        seen = {oid: obj for oid, obj in self._objects.items() if obj.state == TRACKED and obj.mask is not None}
+        if not any(obj.shape.showing for obj in seen.values()):
+            return {}
+        others = others_of({oid: obj.mask for oid, obj in seen.items()}, self._shape)
+        out: Dict[int, np.ndarray] = {}
+        for oid, obj in seen.items():
+            if obj.shape.showing:
+                add = obj.shape.uncovered(obj.mask, others(oid), obj.motion, self._index)
+                if add is not None:
+                    out[oid] = add
+        return out
 
     def _record(self, obj: _Object) -> None:
         """Store the object's geometry at the current frame in its history."""

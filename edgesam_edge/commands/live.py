@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reprompt-negatives", action=argparse.BooleanOptionalAction, default=None,
                    help="re-prompts carry a negative point on a tracked neighbour that overlaps the object's box "
                         "(default on; off for the packaged demo checkpoint)")
+    p.add_argument("--shape-memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="remember each object's shape and show the parts of it another object uncovers before "
+                        "the next answer sees them (default on)")
     p.add_argument("--sink", action="append", default=[], metavar="SPEC",
                    help="window, mjpeg://127.0.0.1:8080, video://out.mp4, jsonl://tracks.jsonl or none; "
                         "repeatable (default: window, or none with --headless)")
@@ -228,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     try:
         tracker = Tracker(predictor, max_points=reprompt_points(args.reprompt_points, predictor),
-                          negatives=reprompt_negatives(args.reprompt_negatives, predictor))
+                          negatives=reprompt_negatives(args.reprompt_negatives, predictor),
+                          remember_shapes=args.shape_memory)
         tracker.max_objects = args.max_objects
         loop = LiveLoop(source, tracker, sinks, max_frames=args.max_frames, prompts=prompts,
                         prompt_from_gt=args.prompt_from_gt)
@@ -238,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
     stats["bundle"] = str(predictor.bundle.root) if getattr(predictor, "bundle", None) is not None else None
     stats["reprompt_points"] = tracker.max_points
     stats["reprompt_negatives"] = tracker.negatives
+    stats["shape_memory"] = tracker.remember_shapes
     if record is not None:
         stats["record"] = {k: str(v) for k, v in record.items()}
         write_json_atomic(record["stats"], stats)

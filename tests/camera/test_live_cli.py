@@ -56,6 +56,7 @@ def test_prompt_from_gt_reports_J(tmp_path, capsys):
     ([], "edgesam_demo.safetensors", 0, False),  # the demo checkpoint never saw both: box alone
     (["--reprompt-points", "1", "--reprompt-negatives"], "edgesam_demo.safetensors", 1, True),
     (["--no-reprompt-negatives"], None, 2, False),
+    (["--no-shape-memory"], None, 2, True),
 ])
 def test_reprompt_defaults_depend_on_the_weights(tmp_path, capsys, monkeypatch, argv, source, expected, negatives):
     from types import SimpleNamespace
@@ -74,6 +75,7 @@ def test_reprompt_defaults_depend_on_the_weights(tmp_path, capsys, monkeypatch, 
     written = json.loads(stats.read_text())
     assert written["reprompt_points"] == expected
     assert written["reprompt_negatives"] is negatives
+    assert written["shape_memory"] is ("--no-shape-memory" not in argv)  # on unless asked
 
 
 def one_line_error(code, err, match):

@@ -453,3 +453,38 @@ def test_a_partly_seen_object_whose_reprompt_spills_takes_what_the_search_found_
     t1, t2 = tracker.tracks()
     assert t2.state == TRACKED and mask_iou(t2.mask, gt[2]) > 0.9  # not hidden until the next embedding
     assert t1.state == TRACKED and mask_iou(t1.mask, gt[1]) > 0.9
+
+
+# -- issue 20, fifth round: the remembered shape ---------------------------------------------------------
+
+
+class Uncover(SyntheticScene):
+    """A small blob standing still (id 1) and a big one in front of it (id 2) that slides over its right
+    part by frame 40 and away again at 4 px/frame, uncovering it by frame 60."""
+
+    def __init__(self):
+        super().__init__(640, 480, objects=2, seed=9, motion="static")
+
+    def pose(self, index, obj):
+        if obj == 1:
+            return 250.0, 240.0, 0.3, 0.8
+        return (480.0 - 4 * index if index <= 40 else 320.0 + 4 * (index - 40)), 250.0, 0.1, 1.3
+
+
+@pytest.mark.parametrize("remember", [True, False])
+def test_an_object_coming_out_from_behind_another_shows_its_remembered_shape_before_the_next_answer(remember):
+    scene = Uncover()
+    _, gt40 = scene.render(40)
+    _, whole40 = scene.render(40, visible=False)
+    assert 0.5 < gt40[1].sum() / whole40[1].sum() < 0.8  # a third of it hidden at the turn
+    oracle = GroundTruthOracle()
+    log = replay(scene, oracle, Tracker(oracle, remember_shapes=remember), 70)
+    # from the first answer after the turn (frame 45, of frame 36) to the one after it is out (frame 63)
+    coming_out = [(gt, tracks[0]) for i, gt, tracks in log if 45 <= i < 63]
+    ious = [mask_iou(t.mask, gt[1]) for gt, t in coming_out]
+    if remember:  # the uncovered part shows as the other object moves off it
+        assert np.mean(ious) > 0.95 and min(ious) > 0.9
+    else:  # only with the next answer
+        assert np.mean(ious) < 0.92
+    for gt, t in coming_out:  # never on the object in front
+        assert np.count_nonzero(t.mask & gt[2]) <= 0.02 * np.count_nonzero(t.mask)
