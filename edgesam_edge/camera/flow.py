@@ -7,13 +7,13 @@ backward, to reject bad tracks), then per object a robust similarity fit
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "IDENTITY",
-           "mask_box", "interior_points", "follow", "extrude", "shift", "MIN_SUPPORT", "FEATURE_MARGIN", "MIN_INNER"]
+__all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "path", "IDENTITY",
+           "touches_edge", "mask_box", "interior_points", "follow", "extrude", "shift", "MIN_SUPPORT", "FEATURE_MARGIN", "MIN_INNER"]
 
 #: 2x3 identity transform.
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
@@ -113,6 +113,14 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (b3 @ a3)[:2]
 
 
+def path(steps: Iterable[Tuple[int, np.ndarray]]) -> np.ndarray:
+    """The 2x3 transform of per-frame motions ``[(index, 2x3), ...]`` done one after the other."""
+    m = IDENTITY.copy()
+    for _, s in steps:
+        m = compose(m, s)
+    return m
+
+
 def warp_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Warp an HxW bool mask by the 2x3 transform ``m`` (bilinear, threshold 0.5) -> HxW bool."""
     h, w = mask.shape
@@ -144,13 +152,18 @@ def shift(m: np.ndarray, point: np.ndarray) -> np.ndarray:
     return m[:, :2] @ p + m[:, 2] - p
 
 
+def touches_edge(mask: np.ndarray) -> bool:
+    """Whether an HxW bool mask has a pixel on the frame's edge (checked on the edges alone)."""
+    return bool(mask[:, 0].any() or mask[:, -1].any() or mask[0].any() or mask[-1].any())
+
+
 def extrude(before: np.ndarray, after: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``after`` (``warp_mask(before, m)``, HxW bool) grown back to the frame's edges the object comes in
     through: where ``before`` touched an edge and ``m`` moves it inwards, the strip it uncovers along that
     edge is the part of the object that came into view (its cross-section at the edge continued).
     Returns a new HxW bool mask (``after`` itself when nothing comes in)."""
-    if not (before[:, 0].any() or before[:, -1].any() or before[0].any() or before[-1].any()):
-        return after  # the usual case, checked on the edges alone
+    if not touches_edge(before):
+        return after  # the usual case
     x0, y0, x1, y1 = mask_box(before)  # type: ignore[misc]  (not empty: it touches an edge)
     dx, dy = shift(m, np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0]))
 

@@ -26,7 +26,7 @@ from .shape import ShapeMemory
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrackedObject", "TRACKED", "OCCLUDED", "LOST", "PENDING", "STATES", "PEAK_SHARE", "PEAK_DECAY",
-           "MAX_USER_POINTS", "path"]
+           "MAX_USER_POINTS"]
 
 TRACKED, OCCLUDED, LOST, PENDING = "tracked", "occluded", "lost", "pending"
 #: Every state an object can be in (see the module docstring).
@@ -37,14 +37,6 @@ PEAK_SHARE = 0.6
 PEAK_DECAY = 0.97
 #: User points kept per object (the newest): clicks must not grow a prompt without end.
 MAX_USER_POINTS = 16
-
-
-def path(steps: List[Tuple[int, np.ndarray]]) -> np.ndarray:
-    """The 2x3 transform of per-frame motions ``[(index, 2x3), ...]`` done one after the other."""
-    m = flow.IDENTITY.copy()
-    for _, s in steps:
-        m = flow.compose(m, s)
-    return m
 
 
 class TrackedObject:
@@ -113,7 +105,7 @@ class TrackedObject:
             if idx in self.motion:
                 self.motion[idx] = m
         last = steps[-1][0] if steps else f
-        m = path(steps)
+        m = flow.path(steps)
         for idx, step_m in self.motion.items():
             if idx > last:
                 m = flow.compose(m, step_m)

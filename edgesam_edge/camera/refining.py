@@ -18,7 +18,7 @@ from . import flow
 from .appearance import Appearance
 from .depth import DepthOrder
 from .geometry import Geometry, choose_answer, exclusive_masks, limit_growth, mostly_inside
-from .objects import LOST, OCCLUDED, PEAK_SHARE, PENDING, TRACKED, TrackedObject, path
+from .objects import LOST, OCCLUDED, PEAK_SHARE, PENDING, TRACKED, TrackedObject
 from .prompting import Prompt, decode, prompt_for, token_limit
 from .protocols import PredictorLike
 from .reacquire import Hidden, candidates, mostly_others, not_others, verify
@@ -128,26 +128,28 @@ class Refiner:
         answers = self._decode_rows(rows + finds, embedding)
         results = self._seen_answers(rows, answers[: len(rows)], snapshot, peaks, shape)
         results = not_others(results, looks, thumb)
-        priors = {oid: g.full_mask(shape) for oid, g in snapshot.items() if g.crop is not None and oid in results}
+        full_f = {oid: g.full_mask(shape) for oid, g in snapshot.items() if g.crop is not None}  # masks carried to f
+        priors = {oid: m for oid, m in full_f.items() if oid in results}
         with self._lock:  # the display thread learns from the flow meanwhile
             self._depth.learn_from_answers(priors, {oid: r[0] for oid, r in results.items()})
         taken = np.zeros(shape, bool)
-        for oid, g in snapshot.items():  # a searched object's stale mask takes nothing, its answer does
+        for oid in snapshot:  # a searched object's stale mask takes nothing, its answer does
             if oid in results:
                 taken |= results[oid][0]
-            elif oid not in also:
-                taken |= g.full_mask(shape)
+            elif oid not in also and oid in full_f:
+                taken |= full_f[oid]
         found = verify(hidden, finds, answers[len(rows):], taken, thumb, looks, self.min_score, self.min_area)
         # a partly seen object also looked for: the search's answer (which passed the appearance checks) stands
         # for it when its re-prompt found little of it (a sliver, nothing, or not it)
         fuller = {oid for oid, (mask, _) in found.items() if oid in also and _smaller(results.get(oid), mask)}
         carried = self._follow_all({**{(0, oid): r[0] for oid, r in results.items() if oid not in fuller},
                                     **{(1, oid): r[0] for oid, r in found.items()}}, f)
-        # every object's pixels at the embedding's frame, as the answers say (else as carried there)
-        at_f = {oid: g.full_mask(shape) for oid, g in snapshot.items() if g.crop is not None and oid not in also}
-        at_f.update({oid: r[0] for oid, r in results.items() if oid not in fuller})
-        at_f.update({oid: r[0] for oid, r in found.items() if oid in fuller or oid not in results})
-        others_f = others_of(at_f, shape)
+        others_f: Optional[Others] = None
+        if self.remember_shapes:  # every object's pixels at f, as the answers say (else as carried there)
+            at_f = {oid: m for oid, m in full_f.items() if oid not in also}
+            at_f.update({oid: r[0] for oid, r in results.items() if oid not in fuller})
+            at_f.update({oid: r[0] for oid, r in found.items() if oid in fuller or oid not in results})
+            others_f = others_of(at_f, shape)
         with self._lock:
             for oid, (mask_f, score) in results.items():
                 obj = self._objects.get(oid)
@@ -217,9 +219,9 @@ class Refiner:
         return {oid: [(i, m) for (i, _), m in zip(frames[1:], steps[oid])] for oid in masks}
 
     def _accept(self, obj: TrackedObject, mask_f: np.ndarray, score: float, f: int, prior: Geometry,
-                thumb: Optional[np.ndarray], steps: List[Tuple[int, np.ndarray]], others_f: Others) -> None:
+                thumb: Optional[np.ndarray], steps: List[Tuple[int, np.ndarray]], others_f: Optional[Others]) -> None:
         """Take a decoded mask of frame ``f`` (or hide the object), carried to the current frame. ``others_f``:
-        an object's id -> the other objects' pixels at frame ``f`` (``(H, W)`` bool)."""
+        an object's id -> the other objects' pixels at frame ``f`` (``(H, W)`` bool), None without shape memory."""
         area = int(mask_f.sum())
         ref = prior.area if obj.state == TRACKED else obj.good_area
         if score < self.min_score or area < self.min_area or (ref and area < self.collapse * ref):
@@ -240,13 +242,14 @@ class Refiner:
         self._take(obj, mask_now, score, f, mask_f, thumb, others_f)
 
     def _reacquire(self, obj: TrackedObject, mask_f: np.ndarray, score: float, f: int,
-                   steps: List[Tuple[int, np.ndarray]], thumb: Optional[np.ndarray], others_f: Others) -> None:
+                   steps: List[Tuple[int, np.ndarray]], thumb: Optional[np.ndarray], others_f: Optional[Others]
+                   ) -> None:
         """A hidden object found again at frame ``f``: carried to now along ``steps`` and the frames since."""
         last = steps[-1][0] if steps else f
         if self._index is not None and self._index > last:  # frames stepped while we were tracking it
             frames = [(i, g) for i, (g, _) in self._frames.items() if i >= last]
             if frames and frames[0][0] == last:
-                mask_last = flow.warp_mask(mask_f, path(steps))
+                mask_last = flow.warp_mask(mask_f, flow.path(steps))
                 more = flow.follow({0: mask_last}, [g for _, g in frames])[0]
                 steps = steps + [(i, m) for (i, _), m in zip(frames[1:], more)]
         mask_now = flow.warp_mask(mask_f, obj.since(f, steps))
@@ -258,12 +261,12 @@ class Refiner:
         self._take(obj, mask_now, score, f, mask_f, thumb, others_f)
 
     def _take(self, obj: TrackedObject, mask_now: np.ndarray, score: float, f: int, mask_f: np.ndarray,
-              thumb: Optional[np.ndarray], others_f: Others) -> None:
+              thumb: Optional[np.ndarray], others_f: Optional[Others]) -> None:
         """The object seen: ``mask_now`` in the current frame, ``mask_f`` at frame ``f``; its shape memory
         learns from ``mask_f`` and the other objects' pixels there (``others_f(obj.id)``)."""
         hidden = obj.state in (OCCLUDED, LOST)
         obj.take(mask_now, score, f, mask_f, thumb, self._index if self._index is not None else f)
-        if self.remember_shapes:
+        if others_f is not None:
             obj.shape.fit(mask_f, others_f(obj.id), f, obj.motion, turned=hidden)
         self._record(obj)
 

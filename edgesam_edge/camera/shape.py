@@ -52,7 +52,7 @@ Motion = Dict[int, np.ndarray]  # frame index -> 2x3 step from the frame before
 def touches(mask: np.ndarray, others: np.ndarray, margin: int = 2) -> bool:
     """Whether ``mask`` (``(H, W)`` bool) touches the frame's edge or comes within ``margin`` pixels of
     ``others`` (``(H, W)`` bool): whether it may be partly hidden."""
-    if mask[:, 0].any() or mask[:, -1].any() or mask[0].any() or mask[-1].any():
+    if flow.touches_edge(mask):
         return True
     b = flow.mask_box(mask)
     if b is None:
@@ -83,13 +83,8 @@ def others_of(masks: Dict[int, np.ndarray], shape: Tuple[int, int]) -> Callable[
 
 def _steps(motion: Motion, start: int, end: int) -> Optional[np.ndarray]:
     """The 2x3 motion from frame ``start`` to frame ``end`` (>= start); None when a frame's step is not kept."""
-    m = flow.IDENTITY.copy()
-    n = 0
-    for i, step in motion.items():
-        if start < i <= end:
-            m = flow.compose(m, step)
-            n += 1
-    return m if n == end - start else None
+    steps = [(i, step) for i, step in motion.items() if start < i <= end]
+    return flow.path(steps) if len(steps) == end - start else None
 
 
 def _region(m: np.ndarray, size: Tuple[int, int], shape: Tuple[int, int]) -> Optional[Tuple[int, int, int, int]]:
@@ -243,8 +238,9 @@ class ShapeMemory:
 
     def uncovered(self, mask: np.ndarray, others: np.ndarray, motion: Motion, index: int) -> Optional[np.ndarray]:
         """What to add at frame ``index`` to the carried ``mask`` (``(H, W)`` bool) of an object the last answer
-        saw only partly: the part of its shape that was hidden when the last answer looked (moved with the object since) and
-        is not on ``others`` (``(H, W)`` bool, the other objects' pixels) now. None when nothing is added."""
+        saw only partly: the part of its shape that was hidden when the last answer looked (moved with the
+        object since) and is not on ``others`` (``(H, W)`` bool, the other objects' pixels) now. None when
+        nothing is added."""
         if not self.showing or self.covered is None or self.covered_at is None:
             return None
         m = self.placement(motion, index)
