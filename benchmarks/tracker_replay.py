@@ -287,6 +287,8 @@ def main() -> int:
     p.add_argument("--max-growth", type=float, help="Tracker(max_growth=...) (default: the tracker's)")
     p.add_argument("--shape-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="as edgesam live: Tracker(remember_shapes=...) (default: the tracker's, on)")
+    p.add_argument("--glimpses", action=argparse.BooleanOptionalAction, default=None,
+                   help="as edgesam live: Tracker(glimpses=...) (default: the tracker's, on)")
     p.add_argument("--carry-bound", action="store_true",
                    help="photo scenes: the J of an ideal tracker that shows only what its answers saw, carried by "
                         "the true motion (no model, no tracker; see carry_bound)")
@@ -333,6 +335,8 @@ def main() -> int:
         options["max_growth"] = args.max_growth
     if args.shape_memory is not None and not args.carry_bound:
         options["remember_shapes"] = args.shape_memory
+    if args.glimpses is not None and not args.carry_bound:
+        options["glimpses"] = args.glimpses
     w, h = (int(v) for v in args.size.lower().split("x"))
     t0 = time.perf_counter()
     results = []

@@ -10,22 +10,32 @@ height, :func:`thumbnail`), so a search costs well under a millisecond:
 - :func:`search` back-projects the histogram (against the whole frame's, so
   colours common everywhere count little) and returns the boxes of the
   best-matching blobs, outside the areas ``exclude`` (other objects' masks):
-  candidate prompts for the decoder.
+  candidate prompts for the decoder;
+- :func:`near` looks only next to ``exclude`` and at the frame's edge, where a
+  hidden object comes back into view, for the most object-like :class:`Blob`
+  there, however small: a candidate prompt too, and between answers a glimpse of
+  the object (:mod:`~edgesam_edge.camera.glimpse`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = ["Appearance", "thumbnail", "shrink_mask", "search", "SCALE", "MIN_PIXELS"]
+__all__ = ["Appearance", "Blob", "FrameColours", "thumbnail", "shrink_mask", "search", "near", "SCALE", "MIN_PIXELS",
+           "NEAR_BAND", "NEAR_LEVEL"]
 
 #: Thumbnail size: 1 / SCALE of the frame's width and height.
 SCALE = 4
 #: Masks with fewer thumbnail pixels than this have no reliable histogram.
 MIN_PIXELS = 24
+#: :func:`near` looks this far (a share of the object's longer side) from the excluded pixels and the frame's edge.
+NEAR_BAND = 0.25
+#: :func:`near`'s blobs: thumbnail pixels at least this object-like (3 x 3 mean of the back-projection ratio).
+NEAR_LEVEL = 0.4
 _BINS = (16, 8, 4)  # hue, saturation, value
 _NBINS = _BINS[0] * _BINS[1] * _BINS[2]
 
@@ -95,6 +105,41 @@ class Appearance:
             return None
         return _bhattacharyya(self.hist, _hist(thumb, small_mask))
 
+    def match(self, hist: Optional[np.ndarray]) -> Optional[float]:
+        """:meth:`similarity` to pixels whose histogram is ``hist`` (:meth:`FrameColours.hist`); None if unknown."""
+        if self.hist is None or hist is None:
+            return None
+        return _bhattacharyya(self.hist, hist)
+
+
+class FrameColours:
+    """A thumbnail's colour bins and histogram, computed once for the many objects looked for in it.
+
+    Args:
+        thumb: the frame's HSV thumbnail (:func:`thumbnail`).
+    """
+
+    def __init__(self, thumb: np.ndarray) -> None:
+        self.thumb = thumb
+        self.bins = _bins(thumb)
+        self.counts = np.bincount(self.bins.ravel(), minlength=_NBINS).astype(np.float64)
+
+    def hist(self, small_mask: np.ndarray, min_pixels: int = MIN_PIXELS) -> Optional[np.ndarray]:
+        """The normalised histogram of the pixels of ``small_mask`` (thumbnail-sized, nonzero = in), or None
+        when they are fewer than ``min_pixels`` (too few to tell)."""
+        sel = self.bins[small_mask > 0]
+        if len(sel) < min_pixels:
+            return None
+        return np.bincount(sel, minlength=_NBINS).astype(np.float64) / len(sel)
+
+
+def _ratio(hist: np.ndarray, size: Tuple[float, float], counts: np.ndarray) -> np.ndarray:
+    """Swain and Ballard's ratio per histogram bin, float32 (NBINS,): of a thumbnail's pixels of a colour
+    (``counts`` per bin), the share an object of histogram ``hist`` and whole size ``size`` (w, h frame
+    pixels) would account for (at most 1)."""
+    expected = 0.6 * size[0] * size[1] / (SCALE * SCALE)  # the object's pixels in a thumbnail
+    return np.minimum(hist * expected / np.maximum(counts, 1.0), 1.0).astype(np.float32)
+
 
 def search(thumb: np.ndarray, model: Appearance, size: Tuple[float, float], exclude: Optional[np.ndarray] = None,
            count: int = 2, min_strength: float = 0.12
@@ -115,12 +160,8 @@ def search(thumb: np.ndarray, model: Appearance, size: Tuple[float, float], excl
     """
     if model.hist is None:
         return []
-    # Swain and Ballard's ratio: of the frame's pixels of a colour, the share the object would account for
-    idx = _bins(thumb)
-    frame = np.bincount(idx.ravel(), minlength=_NBINS).astype(np.float64)
-    expected = 0.6 * size[0] * size[1] / (SCALE * SCALE)  # the object's pixels in a thumbnail
-    ratio = np.minimum(model.hist * expected / np.maximum(frame, 1.0), 1.0).astype(np.float32)
-    prob = ratio[idx]
+    colours = FrameColours(thumb)
+    prob = _ratio(model.hist, size, colours.counts)[colours.bins]
     if exclude is not None:
         prob[exclude] = 0
     kw = max(3, int(round(size[0] / SCALE * 0.5)) | 1)
@@ -151,3 +192,79 @@ def search(thumb: np.ndarray, model: Appearance, size: Tuple[float, float], excl
         gone = cv2.dilate(comp.astype(np.uint8), np.ones((kh, kw), np.uint8)).astype(bool)
         dense[gone] = 0  # the next candidate is another blob
     return out
+
+
+@dataclass
+class Blob:
+    """Where a thumbnail looks like an object (:func:`near`)."""
+
+    mask: np.ndarray  # thumbnail-sized bool
+    strength: float  # its peak object-likeness, in [0, 1]
+    point: Tuple[float, float]  # (x, y) frame pixels of that peak
+    ratio: np.ndarray  # float32 (NBINS,): how object-like each colour bin is in this frame
+
+    def box(self) -> Tuple[float, float, float, float]:
+        """Its box (x0, y0, x1, y1) in frame pixels, inclusive corners, a thumbnail pixel wider each side."""
+        ys, xs = np.nonzero(self.mask)
+        th, tw = self.mask.shape
+        return (max(0.0, (xs.min() - 1.0) * SCALE), max(0.0, (ys.min() - 1.0) * SCALE),
+                min(tw * SCALE, (xs.max() + 2.0) * SCALE) - 1.0, min(th * SCALE, (ys.max() + 2.0) * SCALE) - 1.0)
+
+    def full_mask(self, image: np.ndarray, level: float = 0.5) -> np.ndarray:
+        """Its pixels at the resolution of ``image`` (HxWx3 uint8 RGB, the frame of the thumbnail): the pixels
+        within a thumbnail pixel of the blob whose colour is at least ``level`` object-like, small gaps
+        closed. Returns ``(H, W)`` bool."""
+        h, w = image.shape[:2]
+        up = cv2.resize(self.mask.astype(np.uint8), (self.mask.shape[1] * SCALE, self.mask.shape[0] * SCALE),
+                        interpolation=cv2.INTER_NEAREST)[:h, :w]
+        near_blob = cv2.dilate(up, np.ones((2 * SCALE + 1, 2 * SCALE + 1), np.uint8))
+        out = np.zeros((h, w), bool)
+        x, y, bw, bh = cv2.boundingRect(near_blob)
+        if bw == 0 or bh == 0:
+            return out
+        hsv = cv2.cvtColor(np.ascontiguousarray(image[y : y + bh, x : x + bw]), cv2.COLOR_RGB2HSV)
+        fine = ((self.ratio[_bins(hsv)] >= level) & (near_blob[y : y + bh, x : x + bw] > 0)).astype(np.uint8)
+        out[y : y + bh, x : x + bw] = cv2.morphologyEx(fine, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+        return out
+
+
+def near(colours: FrameColours, model: Appearance, size: Tuple[float, float], exclude: np.ndarray,
+         band: float = NEAR_BAND, level: float = NEAR_LEVEL, min_pixels: int = 6) -> Optional[Blob]:
+    """The biggest blob that looks like ``model`` next to the ``exclude`` pixels or at the frame's edge.
+
+    A hidden object comes back into view from behind another object or from outside the frame:
+    only blobs reaching within ``band`` x the object's longer side (``size``) of ``exclude``
+    (thumbnail-sized bool, the tracked objects' pixels, never part of a blob) or of the frame's edge
+    count, with all their pixels. Unlike :func:`search`, the back-projection is averaged over 3 x 3
+    thumbnail pixels only, so the first sliver of an object counts as much as the whole of it.
+
+    Args:
+        colours: the frame's thumbnail, binned (:class:`FrameColours`).
+        model: the object's appearance.
+        size: (w, h) of the whole object, frame pixels.
+        level: least object-likeness of the blob's pixels, in [0, 1].
+        min_pixels: fewest thumbnail pixels of a blob.
+
+    Returns:
+        The :class:`Blob`, or None (no model, or nothing object-like there).
+    """
+    if model.hist is None:
+        return None
+    idx = colours.bins
+    ratio = _ratio(model.hist, size, colours.counts)
+    reach = max(1, int(round(band * max(size) / SCALE)))  # thumbnail pixels
+    region = cv2.dilate(exclude.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    region[:reach] = region[-reach:] = True
+    region[:, :reach] = region[:, -reach:] = True
+    outside = ~exclude.astype(bool)
+    dense = cv2.blur(ratio[idx] * outside, (3, 3))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(((dense >= level) & outside).astype(np.uint8))
+    near_ones = np.unique(labels[region & (labels > 0)])  # blobs reaching into the region, with all of them
+    if len(near_ones) == 0:
+        return None
+    best = int(near_ones[np.argmax(stats[near_ones, cv2.CC_STAT_AREA])])
+    if stats[best, cv2.CC_STAT_AREA] < min_pixels:
+        return None
+    comp = labels == best
+    _, peak, _, (px, py) = cv2.minMaxLoc(np.where(comp, dense, 0).astype(np.float32))
+    return Blob(comp, float(peak), ((px + 0.5) * SCALE, (py + 0.5) * SCALE), ratio)

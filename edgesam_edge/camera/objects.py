@@ -7,6 +7,10 @@ The states (the values of :attr:`~edgesam_edge.camera.tracker.Track.state`):
 - ``occluded``: not seen (behind another object, or out of the frame) for a while;
   its motion model predicts its whole box;
 - ``lost``: not seen for long (or its first prompt found nothing).
+
+An ``occluded`` or ``lost`` object coming back into view may show a glimpse (its colours,
+:mod:`~edgesam_edge.camera.glimpse`) as its mask before an answer finds it; it stays in its
+state until one does.
 """
 
 from __future__ import annotations

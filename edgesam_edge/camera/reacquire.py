@@ -6,7 +6,10 @@ decoder call (:func:`candidate_boxes`):
 
 - its predicted whole box, while it is occluded and the box is in the frame;
 - the boxes of the blobs that look most like it anywhere in the frame, outside the
-  masks of the objects that are tracked (:func:`~edgesam_edge.camera.appearance.search`).
+  masks of the objects that are tracked (:func:`~edgesam_edge.camera.appearance.search`);
+- while it is occluded, the box of the blob that looks most like it next to the tracked
+  objects or at the frame's edge, where it comes back into view, however small
+  (:func:`~edgesam_edge.camera.appearance.near`).
 
 An answer to a candidate is accepted only when (:func:`check`) the decoder is sure of
 it, most of it is not another object's mask, it is not far bigger than the object
@@ -23,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .appearance import Appearance, search, shrink_mask
+from .appearance import Appearance, FrameColours, near, search, shrink_mask
 from .geometry import Geometry, choose_answer
 from .prompting import Prompt, cap_points
 
@@ -68,7 +71,8 @@ def candidate_boxes(hidden: Hidden, thumb: Optional[np.ndarray], exclude: Option
     Args:
         thumb: the frame's HSV thumbnail (None: no appearance search).
         exclude: thumbnail-sized bool mask of the tracked objects' pixels.
-        searches: most boxes from the appearance search.
+        searches: most boxes from the appearance search (an occluded object also gets one from
+            :func:`~edgesam_edge.camera.appearance.near`).
     """
     h, w = shape
     out: List[Tuple[np.ndarray, Optional[Tuple[float, float]]]] = []
@@ -83,6 +87,12 @@ def candidate_boxes(hidden: Hidden, thumb: Optional[np.ndarray], exclude: Option
             b = np.asarray(box, np.float64)
             if all(_box_iou(b, o) < 0.7 for o, _ in out):
                 out.append((b, peak))
+    if hidden.state == "occluded" and thumb is not None and exclude is not None:
+        blob = near(FrameColours(thumb), hidden.look, hidden.size, exclude)
+        if blob is not None:
+            b = np.asarray(blob.box(), np.float64)
+            if all(_box_iou(b, o) < 0.7 for o, _ in out):
+                out.append((b, blob.point))
     return out
 
 

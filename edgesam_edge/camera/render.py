@@ -18,7 +18,7 @@ def render_overlay(image: np.ndarray, tracks: Sequence[Track], status: Optional[
     out = image.copy()
     for t in tracks:
         color = color_for(t.id)
-        if t.state not in (LOST, PENDING) and t.box is not None:
+        if t.state != PENDING and t.box is not None:  # a lost object has a box only while showing a glimpse
             # the box holds the whole mask (exclusive ends): blend within it, not over the whole frame
             h, w = out.shape[:2]
             x0, y0 = max(0, int(t.box[0])), max(0, int(t.box[1]))

@@ -27,6 +27,9 @@ and by appearance anywhere in the frame, and comes back under its id only when t
 answer passes the checks of :mod:`~edgesam_edge.camera.reacquire`. Each object also
 remembers its shape (:mod:`~edgesam_edge.camera.shape`): while the last answer saw only
 part of it, the part of its shape that another object has uncovered since shows at once.
+Between answers, an object coming back into view is also seen by its colours next to the
+objects in front and at the frame's edge (a glimpse, :mod:`~edgesam_edge.camera.glimpse`):
+a hidden object shows its glimpse, a partly seen one adds it to its mask.
 
 States (:attr:`Track.state`, also in the JSONL output), see :mod:`~edgesam_edge.camera.objects`:
 ``pending``, ``tracked``, ``occluded`` (predicted, not seen, for at most
@@ -63,6 +66,7 @@ from .appearance import thumbnail
 from .depth import DepthOrder
 from .frame import Frame
 from .geometry import warp_box
+from .glimpse import find_glimpses
 from .objects import LOST, MAX_USER_POINTS, OCCLUDED, PEAK_SHARE, PENDING, STATES, TRACKED
 from .objects import TrackedObject as _Object
 from .prompting import check_inside, check_prompt
@@ -89,10 +93,12 @@ class Track:
 
     Attributes:
         id: object id (from :meth:`Tracker.add`); an object found again after being hidden keeps it.
-        mask: HxW bool, what is visible of the object (all False unless ``state`` is "tracked"): its
-            carried mask, plus the part of its remembered shape uncovered since the last answer.
-        box: (x0, y0, x1, y1) pixels: of the mask (exclusive ends) when tracked; the predicted whole
-            box when occluded (None once that is outside the frame); None when lost or pending.
+        mask: HxW bool, what is visible of the object: when tracked, its carried mask, plus the part of
+            its remembered shape uncovered since the last answer and its glimpse (its colours coming into
+            view next to it); when occluded or lost, its glimpse if it has one, else all False.
+        box: (x0, y0, x1, y1) pixels: of the mask (exclusive ends) when tracked or showing a glimpse; the
+            predicted whole box when occluded (None once that is outside the frame); None when lost or
+            pending.
         score: the decoder's score of the last accepted mask (0 before the first).
         state: "tracked", "occluded", "lost" or "pending" (see the module docstring).
         age: frames since the mask was last decoded (flow-only frames), -1 before the first decode.
@@ -131,13 +137,15 @@ class Tracker(Refiner):
         max_candidates: most candidate prompts for hidden objects per embedding (all objects).
         remember_shapes: keep each object's shape and show the parts of it that another object uncovers
             before an answer sees them (:mod:`~edgesam_edge.camera.shape`).
+        glimpses: show an object coming back into view (from behind another object or into the frame)
+            where its colours show, before an answer sees it (:mod:`~edgesam_edge.camera.glimpse`).
     """
 
     def __init__(self, predictor: PredictorLike, history: int = 150, min_score: float = 0.5, min_area: int = 24,
                  collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True,
                  max_growth: float = DEFAULT_MAX_GROWTH, occlusion_frames: int = DEFAULT_OCCLUSION_FRAMES,
                  frame_memory: int = 48, searches: int = 2, max_candidates: int = 8,
-                 remember_shapes: bool = True) -> None:
+                 remember_shapes: bool = True, glimpses: bool = True) -> None:
         self.predictor: PredictorLike = predictor
         self.history = int(history)
         self.min_score = float(min_score)
@@ -160,6 +168,7 @@ class Tracker(Refiner):
         self.searches = int(searches)
         self.max_candidates = int(max_candidates)
         self.remember_shapes = bool(remember_shapes)
+        self.glimpses = bool(glimpses)
         self._lock = threading.RLock()
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._ids = itertools.count(1)
@@ -170,6 +179,7 @@ class Tracker(Refiner):
         self._last_image: Optional[np.ndarray] = None
         self._frames: "OrderedDict[int, Tuple[np.ndarray, np.ndarray]]" = OrderedDict()  # index -> (grey, thumb)
         self._depth = DepthOrder()
+        self._glimpses: Dict[int, np.ndarray] = {}  # id -> (H, W) bool, in the last stepped frame
         #: counters: decoder calls, refines applied, refines skipped (embedding too old), objects found again
         self.decoder_calls = 0
         self.refines = 0
@@ -250,12 +260,14 @@ class Tracker(Refiner):
         with self._lock:
             self._objects.pop(int(obj_id), None)
             self._depth.forget(int(obj_id))
+            self._glimpses.pop(int(obj_id), None)
 
     def clear(self) -> None:
         """Forget every object."""
         with self._lock:
             self._objects.clear()
             self._depth = DepthOrder()
+            self._glimpses = {}
 
     def object_at(self, x: float, y: float) -> Optional[int]:
         """Id of the topmost object whose current mask covers pixel (x, y), if any."""
@@ -309,6 +321,8 @@ class Tracker(Refiner):
             self._prev_gray = gray
             self._last_image = image
             self._frames[index] = (gray, thumbnail(image))
+            self._glimpses = (find_glimpses(self._objects.values(), image, self._frames[index][1], self.min_area)
+                              if self.glimpses else {})
             while len(self._frames) > self.frame_memory:
                 self._frames.popitem(last=False)
         if encode and self._objects:
@@ -330,8 +344,11 @@ class Tracker(Refiner):
                 mask = obj.mask if obj.mask is not None else np.zeros(shape, bool)
                 if obj.id in uncovered:
                     mask = mask | uncovered[obj.id]
+                glimpse = self._glimpses.get(obj.id)
+                if glimpse is not None and glimpse.shape == mask.shape:
+                    mask = mask | glimpse
                 box: Optional[Box] = None
-                if obj.mask is not None:
+                if obj.mask is not None or glimpse is not None:
                     b = flow.mask_box(mask)
                     box = None if b is None else (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
                 elif obj.state == OCCLUDED and obj.model is not None:

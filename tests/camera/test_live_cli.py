@@ -57,6 +57,7 @@ def test_prompt_from_gt_reports_J(tmp_path, capsys):
     (["--reprompt-points", "1", "--reprompt-negatives"], "edgesam_demo.safetensors", 1, True),
     (["--no-reprompt-negatives"], None, 2, False),
     (["--no-shape-memory"], None, 2, True),
+    (["--no-glimpses"], None, 2, True),
 ])
 def test_reprompt_defaults_depend_on_the_weights(tmp_path, capsys, monkeypatch, argv, source, expected, negatives):
     from types import SimpleNamespace
@@ -76,6 +77,7 @@ def test_reprompt_defaults_depend_on_the_weights(tmp_path, capsys, monkeypatch, 
     assert written["reprompt_points"] == expected
     assert written["reprompt_negatives"] is negatives
     assert written["shape_memory"] is ("--no-shape-memory" not in argv)  # on unless asked
+    assert written["glimpses"] is ("--no-glimpses" not in argv)
 
 
 def one_line_error(code, err, match):

@@ -438,6 +438,34 @@ def test_the_appearance_search_points_inside_a_blob_at_the_frames_corner_not_at_
     assert corner and 8 <= corner[0][0] <= 32 and 8 <= corner[0][1] <= 32  # inside the patch, not its edge
 
 
+def test_an_occluded_object_is_also_looked_for_where_it_comes_out_from_behind_the_tracked_ones():
+    from edgesam_edge.camera.appearance import Appearance, shrink_mask, thumbnail
+    from edgesam_edge.camera.reacquire import Hidden, candidate_boxes
+
+    rng = np.random.default_rng(0)
+    img = (rng.integers(100, 140, (240, 320, 1)) * np.ones((1, 1, 3))).astype(np.uint8)
+    img[90:150, 60:120] = (200, 40, 40)  # the object, seen whole
+    thumb = thumbnail(img)
+    look = Appearance()
+    whole = np.zeros((240, 320), bool)
+    whole[90:150, 60:120] = True
+    look.update(thumb, shrink_mask(whole, thumb.shape))
+    img[:] = (rng.integers(100, 140, (240, 320, 1)) * np.ones((1, 1, 3))).astype(np.uint8)
+    img[60:180, 120:200] = (90, 110, 160)  # later: behind a tracked object...
+    img[100:140, 200:212] = (200, 40, 40)  # ...a 12 px sliver of it showing
+    thumb = thumbnail(img)
+    front = np.zeros((240, 320), bool)
+    front[60:180, 120:200] = True
+    hidden = Hidden(2, OCCLUDED, None, (60.0, 60.0), 3600.0, look)
+    out = candidate_boxes(hidden, thumb, shrink_mask(front, thumb.shape) > 0, (240, 320), searches=0)
+    assert len(out) == 1  # no prediction, no search: the sliver's own box, and a point on it
+    (x0, y0, x1, y1), (px, py) = out[0]
+    assert 192 <= x0 <= 200 and 211 <= x1 <= 220 and 92 <= y0 <= 100 and 139 <= y1 <= 148
+    assert 200 <= px < 212 and 100 <= py < 140
+    assert candidate_boxes(Hidden(2, LOST, None, (60.0, 60.0), 3600.0, look), thumb,
+                           shrink_mask(front, thumb.shape) > 0, (240, 320), searches=0) == []  # occluded only
+
+
 def test_a_partly_seen_object_whose_reprompt_spills_takes_what_the_search_found_at_once():
     tracker, oracle, image, gt = two_objects_tracked_to_frame_5()
     # object 2's mask at frame 5 is a sliver of its top (as flow leaves a fast object's mask): its re-prompt's

@@ -1,0 +1,150 @@
+"""Glimpses (camera/glimpse.py, appearance.near): an object coming back into view is shown where its colours
+are, next to the objects in front or at the frame's edge, before an answer sees it; never on another object."""
+
+import numpy as np
+import pytest
+
+from edgesam_edge.camera.appearance import Appearance, FrameColours, near, shrink_mask, thumbnail
+from edgesam_edge.camera.glimpse import find_glimpses
+from edgesam_edge.camera.motion import MotionModel
+from edgesam_edge.camera.objects import OCCLUDED, TRACKED, TrackedObject
+from edgesam_edge.camera.oracle import GroundTruthOracle
+from edgesam_edge.camera.tracker import Tracker
+from edgesam_edge.metrics import mask_iou
+
+from .test_occlusion import WalkBehind, hidden_frames, replay
+
+H, W = 240, 320
+RED, BLUE, GREY = (200, 40, 40), (40, 60, 200), (120, 120, 120)
+
+
+def frame(*patches):
+    """A noisy grey frame with flat patches ((y0, y1, x0, x1), colour) painted in order."""
+    rng = np.random.default_rng(0)
+    img = (rng.integers(100, 140, (H, W, 1)) * np.ones((1, 1, 3))).astype(np.uint8)
+    for (y0, y1, x0, x1), colour in patches:
+        img[y0:y1, x0:x1] = colour
+    return img
+
+
+def region(y0, y1, x0, x1):
+    m = np.zeros((H, W), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def look_of(img, mask):
+    thumb = thumbnail(img)
+    look = Appearance()
+    assert look.update(thumb, shrink_mask(mask, thumb.shape))
+    return look
+
+
+FRONT = (60, 180, 120, 200)  # the object in front (grey-blue), tracked
+WHOLE = (90, 150, 60, 120)  # where the red object was seen whole
+
+
+def test_near_finds_a_sliver_next_to_the_object_in_front_and_not_the_same_colour_far_from_it():
+    seen = frame((WHOLE, RED))
+    look = look_of(seen, region(*WHOLE))
+    # later: the red object is behind the front one, a 12 px sliver of it showing at its right edge; a bigger
+    # red patch lies away from every object and the frame's edge
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED), ((96, 136, 240, 280), RED))
+    thumb = thumbnail(img)
+    exclude = shrink_mask(region(*FRONT), thumb.shape) > 0
+    blob = near(FrameColours(thumb), look, (60.0, 60.0), exclude)
+    assert blob is not None
+    x0, y0, x1, y1 = blob.box()
+    assert 196 <= x0 and x1 <= 216 and 96 <= y0 and y1 <= 144  # the sliver, not the far patch
+    assert 200 <= blob.point[0] <= 212 and 100 <= blob.point[1] <= 140
+    sliver = region(100, 140, 200, 212)
+    assert mask_iou(blob.full_mask(img), sliver) > 0.85  # at full resolution, not in 4 px blocks
+    assert not (blob.full_mask(img) & region(*FRONT)).any()
+
+
+def test_near_finds_nothing_without_a_model_or_without_the_colour():
+    img = frame((FRONT, (90, 110, 160)))
+    thumb = thumbnail(img)
+    exclude = shrink_mask(region(*FRONT), thumb.shape) > 0
+    assert near(FrameColours(thumb), Appearance(), (60.0, 60.0), exclude) is None
+    look = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    assert near(FrameColours(thumb), look, (60.0, 60.0), exclude) is None
+
+
+def hidden_object(oid, look, state=OCCLUDED):
+    obj = TrackedObject(oid, np.zeros((0, 2)), np.zeros(0), None)
+    obj.state, obj.look = state, look
+    obj.model = MotionModel((150.0, 120.0), (60.0, 60.0), 0)
+    obj.peak_area = 3600.0
+    return obj
+
+
+def front_object(oid, img):
+    obj = TrackedObject(oid, np.zeros((0, 2)), np.zeros(0), None)
+    obj.state, obj.mask = TRACKED, region(*FRONT)
+    obj.look, obj.model = look_of(img, obj.mask), MotionModel((160.0, 120.0), (80.0, 120.0), 0)
+    obj.peak_area = float(obj.mask.sum())
+    return obj
+
+
+def test_a_hidden_object_shows_its_glimpse_and_two_glimpses_never_share_a_pixel():
+    red = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    blue = look_of(frame((WHOLE, BLUE)), region(*WHOLE))
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED), ((66, 100, 106, 120), BLUE))
+    objects = [front_object(1, img), hidden_object(2, red), hidden_object(3, blue)]
+    out = find_glimpses(objects, img, thumbnail(img), min_area=24)
+    assert set(out) == {2, 3}
+    assert mask_iou(out[2], region(100, 140, 200, 212)) > 0.85  # each on its own colours
+    assert mask_iou(out[3], region(66, 100, 106, 120)) > 0.85
+    assert not (out[2] & out[3]).any() and not ((out[2] | out[3]) & region(*FRONT)).any()
+
+
+def test_a_glimpse_that_looks_as_much_like_another_object_is_not_shown():
+    red = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED))
+    twin = hidden_object(3, look_of(frame((WHOLE, RED)), region(*WHOLE)))  # another object of the same colour
+    out = find_glimpses([front_object(1, img), hidden_object(2, red), twin], img, thumbnail(img), min_area=24)
+    assert out == {}
+
+
+def test_a_partly_seen_object_adds_only_a_glimpse_that_touches_its_mask():
+    red = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 230), RED))
+    partly = hidden_object(2, red, TRACKED)
+    partly.mask = region(100, 140, 218, 230)  # what the last answer saw, less than PEAK_SHARE of it
+    out = find_glimpses([front_object(1, img), partly], img, thumbnail(img), min_area=24)
+    assert 2 in out and mask_iou(out[2] | partly.mask, region(100, 140, 200, 230)) > 0.85
+    partly.mask = region(20, 40, 20, 40)  # its mask elsewhere: the red next to the front object is not it
+    assert find_glimpses([front_object(1, img), partly], img, thumbnail(img), min_area=24) == {}
+
+
+@pytest.mark.parametrize("glimpses", [True, False])
+def test_an_object_coming_out_from_behind_another_shows_before_an_answer_finds_it(glimpses):
+    scene = WalkBehind()
+    oracle = GroundTruthOracle()
+    log = replay(scene, oracle, Tracker(oracle, glimpses=glimpses), 175)
+    first = hidden_frames(scene, 1, 175)[-1] + 1  # it starts to come out
+    states = {i: tracks[0] for i, _, tracks in log}
+    found = next(i for i in range(first, len(log)) if states[i].state == TRACKED)
+    assert found - first >= 5  # the first answer that finds it comes late
+    before = [(gt, states[i]) for i, gt, _ in log if first <= i < found]
+    ious = [mask_iou(t.mask, gt[1]) for gt, t in before if gt[1].sum() >= 600]  # enough of it to tell its colours
+    assert len(ious) >= 5
+    if glimpses:  # shown where it is, still occluded (no answer has found it yet)
+        assert np.mean(ious) > 0.8 and all(t.state == OCCLUDED for _, t in before)
+    else:
+        assert max(ious) == 0.0
+    for gt, t in before:  # never on the object in front
+        assert np.count_nonzero(t.mask & gt[2]) <= 0.02 * max(1, np.count_nonzero(t.mask))
+
+
+def test_two_hidden_objects_never_show_the_same_pixels():
+    # object 2 is red and white, object 3 red: the red next to the front object looks like both
+    white = (235, 235, 235)
+    two = look_of(frame(((90, 150, 60, 90), RED), ((90, 150, 90, 120), white)), region(*WHOLE))
+    three = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 215), RED), ((100, 140, 215, 230), white))
+    out = find_glimpses([front_object(1, img), hidden_object(2, two), hidden_object(3, three)], img,
+                        thumbnail(img), min_area=24)
+    assert set(out) == {2, 3} and not (out[2] & out[3]).any()
+    assert mask_iou(out[3], region(100, 140, 200, 215)) > 0.8  # the better match keeps the red
