@@ -215,16 +215,25 @@ class Blob:
         within a thumbnail pixel of the blob whose colour is at least ``level`` object-like, small gaps
         closed. Returns ``(H, W)`` bool."""
         h, w = image.shape[:2]
-        up = cv2.resize(self.mask.astype(np.uint8), (self.mask.shape[1] * SCALE, self.mask.shape[0] * SCALE),
-                        interpolation=cv2.INTER_NEAREST)[:h, :w]
-        near_blob = cv2.dilate(up, np.ones((2 * SCALE + 1, 2 * SCALE + 1), np.uint8))
         out = np.zeros((h, w), bool)
+        ys, xs = np.nonzero(self.mask)
+        if len(xs) == 0:
+            return out
+        # the blob's box, a thumbnail pixel wider each side (as far as the dilation below reaches), upsampled
+        th, tw = self.mask.shape
+        tx0, ty0, tx1, ty1 = max(xs.min() - 1, 0), max(ys.min() - 1, 0), min(xs.max() + 2, tw), min(ys.max() + 2, th)
+        crop = self.mask[ty0:ty1, tx0:tx1].astype(np.uint8)
+        ox, oy = tx0 * SCALE, ty0 * SCALE
+        up = cv2.resize(crop, (crop.shape[1] * SCALE, crop.shape[0] * SCALE),
+                        interpolation=cv2.INTER_NEAREST)[: h - oy, : w - ox]
+        near_blob = cv2.dilate(up, np.ones((2 * SCALE + 1, 2 * SCALE + 1), np.uint8))
         x, y, bw, bh = cv2.boundingRect(near_blob)
         if bw == 0 or bh == 0:
             return out
-        hsv = cv2.cvtColor(np.ascontiguousarray(image[y : y + bh, x : x + bw]), cv2.COLOR_RGB2HSV)
+        hsv = cv2.cvtColor(np.ascontiguousarray(image[oy + y : oy + y + bh, ox + x : ox + x + bw]), cv2.COLOR_RGB2HSV)
         fine = ((self.ratio[_bins(hsv)] >= level) & (near_blob[y : y + bh, x : x + bw] > 0)).astype(np.uint8)
-        out[y : y + bh, x : x + bw] = cv2.morphologyEx(fine, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+        out[oy + y : oy + y + bh, ox + x : ox + x + bw] = cv2.morphologyEx(fine, cv2.MORPH_CLOSE,
+                                                                           np.ones((5, 5), np.uint8)) > 0
         return out
 
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 __all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "path", "IDENTITY",
-           "touches_edge", "mask_box", "interior_points", "follow", "extrude", "shift", "MIN_SUPPORT", "FEATURE_MARGIN", "MIN_INNER"]
+           "touches_edge", "within", "mask_box", "interior_points", "follow", "extrude", "shift", "MIN_SUPPORT", "FEATURE_MARGIN", "MIN_INNER"]
 
 #: 2x3 identity transform.
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
@@ -155,6 +155,22 @@ def shift(m: np.ndarray, point: np.ndarray) -> np.ndarray:
 def touches_edge(mask: np.ndarray) -> bool:
     """Whether an HxW bool mask has a pixel on the frame's edge (checked on the edges alone)."""
     return bool(mask[:, 0].any() or mask[:, -1].any() or mask[0].any() or mask[-1].any())
+
+
+def within(mask: np.ndarray, other: np.ndarray, margin: int) -> bool:
+    """Whether ``mask`` comes within ``margin`` pixels (a square's reach) of ``other`` (both HxW bool);
+    only the box round ``mask`` is looked at."""
+    b = mask_box(mask)
+    if b is None:
+        return False
+    h, w = mask.shape
+    x0, y0 = max(b[0] - margin, 0), max(b[1] - margin, 0)
+    x1, y1 = min(b[2] + margin, w), min(b[3] + margin, h)
+    near = other[y0:y1, x0:x1]
+    if not near.any():
+        return False
+    grown = cv2.dilate(mask[y0:y1, x0:x1].view(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    return bool((grown.view(bool) & near).any())
 
 
 def extrude(before: np.ndarray, after: np.ndarray, m: np.ndarray) -> np.ndarray:

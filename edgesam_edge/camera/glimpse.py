@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Tuple
 
-import cv2
 import numpy as np
 
+from . import flow
 from .appearance import FrameColours, near, shrink_mask
 from .objects import LOST, OCCLUDED, PEAK_SHARE, TRACKED, TrackedObject
 from .reacquire import MIN_SIMILARITY, SIMILARITY_MARGIN
@@ -90,10 +90,8 @@ def find_glimpses(objects: Iterable[TrackedObject], image: np.ndarray, thumb: np
                for v in (look.match(hist) for oid, look in looks.items() if oid != obj.id)):
             continue  # looks as much like another object
         mask = blob.full_mask(image) & ~others
-        if own is not None:
-            reach = cv2.dilate(own.astype(np.uint8), np.ones((2 * TOUCH + 1, 2 * TOUCH + 1), np.uint8)) > 0
-            if not (mask & reach).any():
-                continue  # not the part of it coming into view: something else of its colours
+        if own is not None and not flow.within(own, mask, TOUCH):
+            continue  # not the part of it coming into view: something else of its colours
         seen.append((sim, obj.id, mask))
     out: Dict[int, np.ndarray] = {}
     claimed = np.zeros((h, w), bool)

@@ -52,19 +52,7 @@ Motion = Dict[int, np.ndarray]  # frame index -> 2x3 step from the frame before
 def touches(mask: np.ndarray, others: np.ndarray, margin: int = 2) -> bool:
     """Whether ``mask`` (``(H, W)`` bool) touches the frame's edge or comes within ``margin`` pixels of
     ``others`` (``(H, W)`` bool): whether it may be partly hidden."""
-    if flow.touches_edge(mask):
-        return True
-    b = flow.mask_box(mask)
-    if b is None:
-        return False
-    h, w = mask.shape
-    x0, y0 = max(b[0] - margin, 0), max(b[1] - margin, 0)
-    x1, y1 = min(b[2] + margin, w), min(b[3] + margin, h)
-    near = others[y0:y1, x0:x1]
-    if not near.any():
-        return False
-    grown = cv2.dilate(mask[y0:y1, x0:x1].view(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
-    return bool((grown.view(bool) & near).any())
+    return flow.touches_edge(mask) or flow.within(mask, others, margin)
 
 
 def others_of(masks: Dict[int, np.ndarray], shape: Tuple[int, int]) -> Callable[[int], np.ndarray]:

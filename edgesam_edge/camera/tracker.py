@@ -345,7 +345,7 @@ class Tracker(Refiner):
                 if obj.id in uncovered:
                     mask = mask | uncovered[obj.id]
                 glimpse = self._glimpses.get(obj.id)
-                if glimpse is not None and glimpse.shape == mask.shape:
+                if glimpse is not None:  # computed in the same step as the frame's shape
                     mask = mask | glimpse
                 box: Optional[Box] = None
                 if obj.mask is not None or glimpse is not None:
