@@ -289,6 +289,8 @@ def main() -> int:
                    help="as edgesam live: Tracker(remember_shapes=...) (default: the tracker's, on)")
     p.add_argument("--glimpses", action=argparse.BooleanOptionalAction, default=None,
                    help="as edgesam live: Tracker(glimpses=...) (default: the tracker's, on)")
+    p.add_argument("--colour-check", action=argparse.BooleanOptionalAction, default=None,
+                   help="as edgesam live: Tracker(colour_check=...) (default: the tracker's, on)")
     p.add_argument("--carry-bound", action="store_true",
                    help="photo scenes: the J of an ideal tracker that shows only what its answers saw, carried by "
                         "the true motion (no model, no tracker; see carry_bound)")
@@ -337,6 +339,8 @@ def main() -> int:
         options["remember_shapes"] = args.shape_memory
     if args.glimpses is not None and not args.carry_bound:
         options["glimpses"] = args.glimpses
+    if args.colour_check is not None and not args.carry_bound:
+        options["colour_check"] = args.colour_check
     w, h = (int(v) for v in args.size.lower().split("x"))
     t0 = time.perf_counter()
     results = []

@@ -51,14 +51,14 @@ def _wanted(obj: TrackedObject) -> bool:
     return obj.state == TRACKED and obj.mask is not None and np.count_nonzero(obj.mask) < PEAK_SHARE * obj.peak_area
 
 
-def find_glimpses(objects: Iterable[TrackedObject], image: np.ndarray, thumb: np.ndarray,
+def find_glimpses(objects: Iterable[TrackedObject], image: np.ndarray, colours: FrameColours,
                   min_area: int) -> Dict[int, np.ndarray]:
     """The glimpses of the current frame: {object id: ``(H, W)`` bool pixels}.
 
     Args:
         objects: every object, as the tracker holds them after this frame's flow.
         image: the frame, HxWx3 uint8 RGB.
-        thumb: its HSV thumbnail (:func:`~edgesam_edge.camera.appearance.thumbnail`).
+        colours: its thumbnail's colours (:class:`~edgesam_edge.camera.appearance.FrameColours`).
         min_area: fewest pixels of a glimpse.
     """
     objects = list(objects)
@@ -70,9 +70,9 @@ def find_glimpses(objects: Iterable[TrackedObject], image: np.ndarray, thumb: np
     taken = np.zeros((h, w), bool)
     for m in tracked.values():
         taken |= m
+    thumb = colours.thumb
     small_taken = shrink_mask(taken, thumb.shape) > 0
     looks = {obj.id: obj.look for obj in objects if obj.look.hist is not None}
-    colours = FrameColours(thumb)
     seen: List[Tuple[float, int, np.ndarray]] = []
     for obj in wanted:
         own = tracked.get(obj.id)

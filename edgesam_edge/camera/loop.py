@@ -308,6 +308,8 @@ class LiveLoop:
             "lost_object_frames": st.lost_frames,
             "occluded_object_frames": st.occluded_frames,
             "reacquired": int(getattr(self.tracker, "reacquired", 0)),
+            "colour_hidden": int(getattr(self.tracker, "colour_hidden", 0)),
+            "colour_moved": int(getattr(self.tracker, "colour_moved", 0)),
             "render_ms": {"p50": percentile_ms(st.render, 50), "p90": percentile_ms(st.render, 90)},
             "handoff_ms": {"p50": percentile_ms(st.handoff, 50), "p90": percentile_ms(st.handoff, 90)},
             "display_cpu_ms": {"p50": percentile_ms(st.display_cpu, 50), "p90": percentile_ms(st.display_cpu, 90)},

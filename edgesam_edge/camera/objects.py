@@ -4,7 +4,8 @@ The states (the values of :attr:`~edgesam_edge.camera.tracker.Track.state`):
 
 - ``pending``: prompted, the first embedding since not decoded yet;
 - ``tracked``: seen; its mask is what is visible of it (perhaps a part);
-- ``occluded``: not seen (behind another object, or out of the frame) for a while;
+- ``occluded``: not seen (behind another object, or out of the frame) for a while, or its
+  carried mask has lost the object's colours (:mod:`~edgesam_edge.camera.colour_check`);
   its motion model predicts its whole box;
 - ``lost``: not seen for long (or its first prompt found nothing).
 
@@ -22,7 +23,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from . import flow
-from .appearance import Appearance, shrink_mask
+from .appearance import Appearance, FrameColours, shrink_mask
 from .geometry import Geometry, geometry_from_mask
 from .motion import MotionModel
 from .shape import ShapeMemory
@@ -41,6 +42,7 @@ PEAK_SHARE = 0.6
 PEAK_DECAY = 0.97
 #: User points kept per object (the newest): clicks must not grow a prompt without end.
 MAX_USER_POINTS = 16
+_LEVEL_PIXELS = 4  # fewest thumbnail pixels of an answer whose object-likeness is remembered
 
 
 class TrackedObject:
@@ -64,6 +66,7 @@ class TrackedObject:
         self.model: Optional[MotionModel] = None  # where it is (whole box), also while hidden
         self.look = Appearance()  # what it looks like
         self.shape = ShapeMemory()  # its shape, shown where another object uncovers it
+        self.colour_level: Optional[float] = None  # mean object-likeness of its last answer (colour_check)
 
     def geometry(self) -> Geometry:
         """Its state in the current frame, as the history keeps it."""
@@ -137,5 +140,18 @@ class TrackedObject:
                                          (box[2] - box[0], box[3] - box[1]), index)
             else:
                 self.model.anchor(index, box, whole)
-        if whole and thumb is not None:
-            self.look.update(thumb, shrink_mask(mask_f, thumb.shape))
+        if thumb is not None:
+            small = shrink_mask(mask_f, thumb.shape)
+            if whole:
+                self.look.update(thumb, small)
+            self._level_of(thumb, small)
+
+    def _level_of(self, thumb: np.ndarray, small: np.ndarray) -> None:
+        """Remember how object-like (its colour model, :func:`~edgesam_edge.camera.appearance.likeness`) the
+        pixels of its answer (``small``: thumbnail-sized mask on ``thumb``, the HSV thumbnail) are."""
+        if self.model is None or np.count_nonzero(small) < _LEVEL_PIXELS:
+            return
+        colours = FrameColours(thumb)
+        ratio = colours.ratio(self.look, (float(self.model.size[0]), float(self.model.size[1])))
+        if ratio is not None:
+            self.colour_level = float(ratio[colours.bins[small > 0]].mean())

@@ -7,9 +7,10 @@ decoder call (:func:`candidate_boxes`):
 - its predicted whole box, while it is occluded and the box is in the frame;
 - the boxes of the blobs that look most like it anywhere in the frame, outside the
   masks of the objects that are tracked (:func:`~edgesam_edge.camera.appearance.search`);
-- while it is occluded, the box of the blob that looks most like it next to the tracked
-  objects or at the frame's edge, where it comes back into view, however small
-  (:func:`~edgesam_edge.camera.appearance.near`).
+- while it is occluded, the boxes of the (up to :data:`NEAR_CANDIDATES`) biggest blobs that
+  look like it next to the tracked objects or at the frame's edge, where it comes back into
+  view, however small (:func:`~edgesam_edge.camera.appearance.near_blobs`): the biggest is not
+  always the object, when its colours are also the background's.
 
 An answer to a candidate is accepted only when (:func:`check`) the decoder is sure of
 it, most of it is not another object's mask, it is not far bigger than the object
@@ -26,14 +27,14 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .appearance import Appearance, FrameColours, near, search, shrink_mask
+from .appearance import Appearance, FrameColours, near_blobs, search, shrink_mask
 from .geometry import Geometry, choose_answer
 from .prompting import Prompt, cap_points
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Hidden", "candidate_boxes", "check", "candidates", "verify", "mostly_others", "not_others",
-           "MIN_SIMILARITY", "SIMILARITY_MARGIN"]
+           "MIN_SIMILARITY", "SIMILARITY_MARGIN", "NEAR_CANDIDATES"]
 
 #: Least appearance similarity (Bhattacharyya coefficient of colour histograms) of an accepted answer.
 MIN_SIMILARITY = 0.65
@@ -41,6 +42,8 @@ MIN_SIMILARITY = 0.65
 SIMILARITY_MARGIN = 0.1
 #: An answer bigger than this many times the object's whole area is not the object.
 MAX_GROWTH = 2.5
+#: Most candidate boxes for an occluded object from the blobs next to the tracked objects and the frame's edge.
+NEAR_CANDIDATES = 3
 
 
 @dataclass
@@ -71,8 +74,8 @@ def candidate_boxes(hidden: Hidden, thumb: Optional[np.ndarray], exclude: Option
     Args:
         thumb: the frame's HSV thumbnail (None: no appearance search).
         exclude: thumbnail-sized bool mask of the tracked objects' pixels.
-        searches: most boxes from the appearance search (an occluded object also gets one from
-            :func:`~edgesam_edge.camera.appearance.near`).
+        searches: most boxes from the appearance search (an occluded object also gets up to
+            :data:`NEAR_CANDIDATES` from :func:`~edgesam_edge.camera.appearance.near_blobs`).
     """
     h, w = shape
     out: List[Tuple[np.ndarray, Optional[Tuple[float, float]]]] = []
@@ -88,8 +91,7 @@ def candidate_boxes(hidden: Hidden, thumb: Optional[np.ndarray], exclude: Option
             if all(_box_iou(b, o) < 0.7 for o, _ in out):
                 out.append((b, peak))
     if hidden.state == "occluded" and thumb is not None and exclude is not None:
-        blob = near(FrameColours(thumb), hidden.look, hidden.size, exclude)
-        if blob is not None:
+        for blob in near_blobs(FrameColours(thumb), hidden.look, hidden.size, exclude, count=NEAR_CANDIDATES):
             b = np.asarray(blob.box(), np.float64)
             if all(_box_iou(b, o) < 0.7 for o, _ in out):
                 out.append((b, blob.point))

@@ -29,7 +29,11 @@ remembers its shape (:mod:`~edgesam_edge.camera.shape`): while the last answer s
 part of it, the part of its shape that another object has uncovered since shows at once.
 Between answers, an object coming back into view is also seen by its colours next to the
 objects in front and at the frame's edge (a glimpse, :mod:`~edgesam_edge.camera.glimpse`):
-a hidden object shows its glimpse, a partly seen one adds it to its mask.
+a hidden object shows its glimpse, a partly seen one adds it to its mask. And on every
+frame each carried mask is checked against its object's colours
+(:mod:`~edgesam_edge.camera.colour_check`): one that has lost them (left on what hid its
+object, or on the background) hides the object; a whole object's mask a few pixels off
+is moved back onto them.
 
 States (:attr:`Track.state`, also in the JSONL output), see :mod:`~edgesam_edge.camera.objects`:
 ``pending``, ``tracked``, ``occluded`` (predicted, not seen, for at most
@@ -62,7 +66,8 @@ import numpy as np
 
 from ..errors import EdgeSamError, InvalidPrompt
 from . import flow
-from .appearance import thumbnail
+from .appearance import FrameColours, thumbnail
+from .colour_check import check_colours
 from .depth import DepthOrder
 from .frame import Frame
 from .geometry import warp_box
@@ -139,13 +144,15 @@ class Tracker(Refiner):
             before an answer sees them (:mod:`~edgesam_edge.camera.shape`).
         glimpses: show an object coming back into view (from behind another object or into the frame)
             where its colours show, before an answer sees it (:mod:`~edgesam_edge.camera.glimpse`).
+        colour_check: on every frame, hide an object whose carried mask has lost its colours and move a
+            whole one's mask a few pixels onto them (:mod:`~edgesam_edge.camera.colour_check`).
     """
 
     def __init__(self, predictor: PredictorLike, history: int = 150, min_score: float = 0.5, min_area: int = 24,
                  collapse: float = 0.2, max_points: int = DEFAULT_MAX_POINTS, negatives: bool = True,
                  max_growth: float = DEFAULT_MAX_GROWTH, occlusion_frames: int = DEFAULT_OCCLUSION_FRAMES,
                  frame_memory: int = 48, searches: int = 2, max_candidates: int = 8,
-                 remember_shapes: bool = True, glimpses: bool = True) -> None:
+                 remember_shapes: bool = True, glimpses: bool = True, colour_check: bool = True) -> None:
         self.predictor: PredictorLike = predictor
         self.history = int(history)
         self.min_score = float(min_score)
@@ -169,6 +176,7 @@ class Tracker(Refiner):
         self.max_candidates = int(max_candidates)
         self.remember_shapes = bool(remember_shapes)
         self.glimpses = bool(glimpses)
+        self.colour_check = bool(colour_check)
         self._lock = threading.RLock()
         self._objects: "OrderedDict[int, _Object]" = OrderedDict()
         self._ids = itertools.count(1)
@@ -180,11 +188,14 @@ class Tracker(Refiner):
         self._frames: "OrderedDict[int, Tuple[np.ndarray, np.ndarray]]" = OrderedDict()  # index -> (grey, thumb)
         self._depth = DepthOrder()
         self._glimpses: Dict[int, np.ndarray] = {}  # id -> (H, W) bool, in the last stepped frame
-        #: counters: decoder calls, refines applied, refines skipped (embedding too old), objects found again
+        #: counters: decoder calls, refines applied, refines skipped (embedding too old), objects found again,
+        #: masks hidden and moved by the colour check
         self.decoder_calls = 0
         self.refines = 0
         self.stale_refines = 0
         self.reacquired = 0
+        self.colour_hidden = 0
+        self.colour_moved = 0
         self.last_refine_ms = 0.0
 
     # -- objects ----------------------------------------------------------------------------
@@ -321,14 +332,27 @@ class Tracker(Refiner):
             self._prev_gray = gray
             self._last_image = image
             self._frames[index] = (gray, thumbnail(image))
-            self._glimpses = (find_glimpses(self._objects.values(), image, self._frames[index][1], self.min_area)
-                              if self.glimpses else {})
+            self._look_at_colours(image, self._frames[index][1])
             while len(self._frames) > self.frame_memory:
                 self._frames.popitem(last=False)
         if encode and self._objects:
             emb = self.predictor.encode(image)
             self.refine(emb, index)
         return self.tracks()
+
+    def _look_at_colours(self, image: np.ndarray, thumb: np.ndarray) -> None:
+        """The per-frame looks at the objects' colours: the colour check, then the glimpses (of the objects
+        hidden until now or by the check)."""
+        self._glimpses = {}
+        if not self._objects or not (self.colour_check or self.glimpses):
+            return
+        colours = FrameColours(thumb)  # binned once for every object
+        if self.colour_check:
+            done = check_colours(self._objects.values(), image, colours, self.min_area)
+            self.colour_hidden += len(done["hidden"])
+            self.colour_moved += len(done["moved"])
+        if self.glimpses:
+            self._glimpses = find_glimpses(self._objects.values(), image, colours, self.min_area)
 
     def _check_pending(self, obj: _Object) -> None:
         if obj.state == PENDING and self._shape is not None:

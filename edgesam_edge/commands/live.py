@@ -58,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--glimpses", action=argparse.BooleanOptionalAction, default=True,
                    help="between answers, show an object coming back into view (from behind another object or "
                         "into the frame) where its colours show (default on)")
+    p.add_argument("--colour-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="on every frame, hide an object whose carried mask has lost its colours (left on what hid "
+                        "it, or on the background) and move a whole object's mask a few pixels onto them "
+                        "(default on)")
     p.add_argument("--sink", action="append", default=[], metavar="SPEC",
                    help="window, mjpeg://127.0.0.1:8080, video://out.mp4, jsonl://tracks.jsonl or none; "
                         "repeatable (default: window, or none with --headless)")
@@ -235,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tracker = Tracker(predictor, max_points=reprompt_points(args.reprompt_points, predictor),
                           negatives=reprompt_negatives(args.reprompt_negatives, predictor),
-                          remember_shapes=args.shape_memory, glimpses=args.glimpses)
+                          remember_shapes=args.shape_memory, glimpses=args.glimpses,
+                          colour_check=args.colour_check)
         tracker.max_objects = args.max_objects
         loop = LiveLoop(source, tracker, sinks, max_frames=args.max_frames, prompts=prompts,
                         prompt_from_gt=args.prompt_from_gt)
@@ -247,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
     stats["reprompt_negatives"] = tracker.negatives
     stats["shape_memory"] = tracker.remember_shapes
     stats["glimpses"] = tracker.glimpses
+    stats["colour_check"] = tracker.colour_check
     if record is not None:
         stats["record"] = {k: str(v) for k, v in record.items()}
         write_json_atomic(record["stats"], stats)

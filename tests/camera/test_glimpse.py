@@ -4,7 +4,7 @@ are, next to the objects in front or at the frame's edge, before an answer sees 
 import numpy as np
 import pytest
 
-from edgesam_edge.camera.appearance import Appearance, FrameColours, near, shrink_mask, thumbnail
+from edgesam_edge.camera.appearance import Appearance, FrameColours, near, near_blobs, shrink_mask, thumbnail
 from edgesam_edge.camera.glimpse import find_glimpses
 from edgesam_edge.camera.motion import MotionModel
 from edgesam_edge.camera.objects import OCCLUDED, TRACKED, TrackedObject
@@ -62,6 +62,28 @@ def test_near_finds_a_sliver_next_to_the_object_in_front_and_not_the_same_colour
     assert not (blob.full_mask(img) & region(*FRONT)).any()
 
 
+def test_near_blobs_come_biggest_first_and_an_occluded_object_gets_a_candidate_box_for_each():
+    from edgesam_edge.camera.reacquire import NEAR_CANDIDATES, Hidden, candidate_boxes
+
+    look = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    # red next to the front object (12 px wide), at the left edge (24 px) and at the bottom edge (16 px)
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED), ((100, 140, 0, 24), RED),
+                ((224, 240, 240, 280), RED))
+    thumb = thumbnail(img)
+    exclude = shrink_mask(region(*FRONT), thumb.shape) > 0
+    blobs = near_blobs(FrameColours(thumb), look, (60.0, 60.0), exclude, count=5)
+    lefts = [blob.box()[0] for blob in blobs]
+    assert len(blobs) == 3 and lefts[0] == 0 and 236 <= lefts[1] <= 240 and 196 <= lefts[2] <= 200
+    areas = [int(blob.mask.sum()) for blob in blobs]
+    assert areas == sorted(areas, reverse=True)
+    assert [b.box() for b in near_blobs(FrameColours(thumb), look, (60.0, 60.0), exclude, count=2)] == [
+        b.box() for b in blobs[:2]]
+    assert near(FrameColours(thumb), look, (60.0, 60.0), exclude).box() == blobs[0].box()
+    hidden = Hidden(2, OCCLUDED, None, (60.0, 60.0), 3600.0, look)
+    out = candidate_boxes(hidden, thumb, exclude, (H, W), searches=0)
+    assert NEAR_CANDIDATES == 3 and [tuple(box) for box, _ in out] == [blob.box() for blob in blobs]
+
+
 def test_near_finds_nothing_without_a_model_or_without_the_colour():
     img = frame((FRONT, (90, 110, 160)))
     thumb = thumbnail(img)
@@ -92,7 +114,7 @@ def test_a_hidden_object_shows_its_glimpse_and_two_glimpses_never_share_a_pixel(
     blue = look_of(frame((WHOLE, BLUE)), region(*WHOLE))
     img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED), ((66, 100, 106, 120), BLUE))
     objects = [front_object(1, img), hidden_object(2, red), hidden_object(3, blue)]
-    out = find_glimpses(objects, img, thumbnail(img), min_area=24)
+    out = find_glimpses(objects, img, FrameColours(thumbnail(img)), min_area=24)
     assert set(out) == {2, 3}
     assert mask_iou(out[2], region(100, 140, 200, 212)) > 0.85  # each on its own colours
     assert mask_iou(out[3], region(66, 100, 106, 120)) > 0.85
@@ -103,7 +125,8 @@ def test_a_glimpse_that_looks_as_much_like_another_object_is_not_shown():
     red = look_of(frame((WHOLE, RED)), region(*WHOLE))
     img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED))
     twin = hidden_object(3, look_of(frame((WHOLE, RED)), region(*WHOLE)))  # another object of the same colour
-    out = find_glimpses([front_object(1, img), hidden_object(2, red), twin], img, thumbnail(img), min_area=24)
+    out = find_glimpses([front_object(1, img), hidden_object(2, red), twin], img, FrameColours(thumbnail(img)),
+                        min_area=24)
     assert out == {}
 
 
@@ -112,10 +135,10 @@ def test_a_partly_seen_object_adds_only_a_glimpse_that_touches_its_mask():
     img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 230), RED))
     partly = hidden_object(2, red, TRACKED)
     partly.mask = region(100, 140, 218, 230)  # what the last answer saw, less than PEAK_SHARE of it
-    out = find_glimpses([front_object(1, img), partly], img, thumbnail(img), min_area=24)
+    out = find_glimpses([front_object(1, img), partly], img, FrameColours(thumbnail(img)), min_area=24)
     assert 2 in out and mask_iou(out[2] | partly.mask, region(100, 140, 200, 230)) > 0.85
     partly.mask = region(20, 40, 20, 40)  # its mask elsewhere: the red next to the front object is not it
-    assert find_glimpses([front_object(1, img), partly], img, thumbnail(img), min_area=24) == {}
+    assert find_glimpses([front_object(1, img), partly], img, FrameColours(thumbnail(img)), min_area=24) == {}
 
 
 @pytest.mark.parametrize("glimpses", [True, False])
@@ -145,6 +168,6 @@ def test_two_hidden_objects_never_show_the_same_pixels():
     three = look_of(frame((WHOLE, RED)), region(*WHOLE))
     img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 215), RED), ((100, 140, 215, 230), white))
     out = find_glimpses([front_object(1, img), hidden_object(2, two), hidden_object(3, three)], img,
-                        thumbnail(img), min_area=24)
+                        FrameColours(thumbnail(img)), min_area=24)
     assert set(out) == {2, 3} and not (out[2] & out[3]).any()
     assert mask_iou(out[3], region(100, 140, 200, 215)) > 0.8  # the better match keeps the red
