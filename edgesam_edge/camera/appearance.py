@@ -291,7 +291,7 @@ def near_blobs(colours: FrameColours, model: Appearance, size: Tuple[float, floa
         count: most blobs returned.
 
     Returns:
-        The :class:`Blob` s (none without a model, or when nothing object-like is there).
+        The blobs (:class:`Blob`), none without a model or when nothing object-like is there.
     """
     ratio = colours.ratio(model, size)
     if ratio is None:
