@@ -25,7 +25,6 @@ result. An object without a colour model yet (before its first whole answer) is 
 
 from __future__ import annotations
 
-import logging
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import cv2
@@ -34,8 +33,6 @@ import numpy as np
 from . import flow
 from .appearance import FrameColours, likeness
 from .objects import PEAK_SHARE, TRACKED, TrackedObject
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["check_colours", "partly_seen", "VANISH_LEVEL", "VANISH_SHARE", "SNAP_REACH", "SNAP_GAIN",
            "SNAP_MAX_AREA", "TOUCH"]
@@ -55,13 +52,15 @@ TOUCH = 3
 _LEVEL = 0.5  # object-likeness above which a pixel counts for a move, below which against
 
 
-def partly_seen(obj: TrackedObject, others: Iterable[np.ndarray]) -> bool:
+def partly_seen(obj: TrackedObject, others: Iterable[np.ndarray], area: Optional[int] = None) -> bool:
     """Whether ``obj`` (tracked) is seen only in part: its mask is under
     :data:`~edgesam_edge.camera.objects.PEAK_SHARE` of its usual area and touches the frame's edge or
     another tracked object's mask (``others``: ``(H, W)`` bool each). A mask that is small with room
-    all round is the whole object, further away."""
+    all round is the whole object, further away. ``area``: the mask's pixels, when already counted."""
     mask = obj.mask
-    if mask is None or np.count_nonzero(mask) >= PEAK_SHARE * obj.peak_area:
+    if mask is None:
+        return False
+    if (np.count_nonzero(mask) if area is None else area) >= PEAK_SHARE * obj.peak_area:
         return False
     return flow.touches_edge(mask) or any(flow.within(mask, other, TOUCH) for other in others)
 
@@ -94,7 +93,7 @@ def check_colours(objects: Iterable[TrackedObject], image: np.ndarray, colours: 
         ratio = colours.ratio(obj.look, (float(obj.model.size[0]), float(obj.model.size[1])))
         if ratio is None:
             continue
-        whole = not partly_seen(obj, others)
+        whole = not partly_seen(obj, others, area)
         reach = SNAP_REACH if whole and area <= SNAP_MAX_AREA else 0
         h, w = mask.shape
         x0, y0, x1, y1 = box

@@ -67,6 +67,23 @@ class TrackedObject:
         self.look = Appearance()  # what it looks like
         self.shape = ShapeMemory()  # its shape, shown where another object uncovers it
         self.colour_level: Optional[float] = None  # mean object-likeness of its last answer (colour_check)
+        # the mask flow carries: what it was when last set otherwise, the motion since, and what that gave
+        self._carried: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+
+    def carry(self, m: np.ndarray) -> np.ndarray:
+        """Its mask (``(H, W)`` bool, not None) moved on by the 2x3 transform ``m``: warped in one go from the
+        mask as it was last set by anything but flow, by all the flow since. Warping the bool mask frame by
+        frame would lose every sub-pixel motion (a mask warped by 0.3 px stays where it is), so a slowly
+        moving object's mask would lag it; the tracker sets ``mask`` to what this returns."""
+        if self.mask is None:
+            raise ValueError(f"object {self.id} has no mask to carry")
+        base, moved, out = self._carried if self._carried is not None else (self.mask, flow.IDENTITY, self.mask)
+        if out is not self.mask:  # set since (an answer, a cut, a move): start from it
+            base, moved = self.mask, flow.IDENTITY
+        moved = flow.compose(moved, m)
+        out = flow.warp_mask(base, moved)
+        self._carried = (base, moved, out)
+        return out
 
     def geometry(self) -> Geometry:
         """Its state in the current frame, as the history keeps it."""

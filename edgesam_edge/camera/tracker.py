@@ -488,7 +488,7 @@ class Tracker(Refiner):
         if obj.box is not None:
             obj.box = warp_box(obj.box, m)
         if obj.state == TRACKED and obj.mask is not None:
-            obj.mask = flow.extrude(obj.mask, flow.warp_mask(obj.mask, m), m)  # grown where it comes into view
+            obj.mask = flow.extrude(obj.mask, obj.carry(m), m)  # grown where it comes into view
             area = int(obj.mask.sum())
             if obj.model is not None:
                 if area >= PEAK_SHARE * obj.peak_area:

@@ -1,6 +1,7 @@
 """Glimpses (camera/glimpse.py, appearance.near): an object coming back into view is shown where its colours
 are, next to the objects in front or at the frame's edge, before an answer sees it; never on another object."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -157,8 +158,11 @@ def test_an_object_coming_out_from_behind_another_shows_before_an_answer_finds_i
         assert np.mean(ious) > 0.8 and all(t.state == OCCLUDED for _, t in before)
     else:
         assert max(ious) == 0.0
-    for gt, t in before:  # never on the object in front
-        assert np.count_nonzero(t.mask & gt[2]) <= 0.02 * max(1, np.count_nonzero(t.mask))
+    for gt, t in before:  # never on the object in front: at most on the pixel of its edge (where the front
+        # object's own carried mask may be a pixel off)
+        inside = cv2.erode(gt[2].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        assert not (t.mask & inside).any()
+        assert np.count_nonzero(t.mask & gt[2]) <= 0.03 * max(1, np.count_nonzero(t.mask))
 
 
 def test_two_hidden_objects_never_show_the_same_pixels():

@@ -331,3 +331,39 @@ def test_a_partly_hidden_object_may_grow_back_at_once():
 def test_max_growth_must_be_a_number_at_least_zero(bad):
     with pytest.raises(EdgeSamError, match=f"max_growth {bad!r} is not a number >= 0"):
         Tracker(None, max_growth=bad)
+
+
+def _sliding_patch(frames, speed):
+    """Frames (HxWx3 uint8) of a textured 60 x 60 patch sliding right at ``speed`` px a frame (sub-pixel, by
+    bilinear resampling) over a still textured background, and the patch's box in frame 0."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    background = cv2.GaussianBlur(rng.integers(0, 256, (240, 320), np.uint8), (5, 5), 1.5)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (60, 60), np.uint8), (5, 5), 1.5)
+    out = []
+    for i in range(frames):
+        m = np.array([[1.0, 0.0, 100 + speed * i], [0.0, 1.0, 90.0]])
+        patch = cv2.warpAffine(texture, m, (320, 240), flags=cv2.INTER_LINEAR)
+        alpha = cv2.warpAffine(np.ones((60, 60), np.float32), m, (320, 240), flags=cv2.INTER_LINEAR)
+        grey = (alpha * patch + (1 - alpha) * background).round().astype(np.uint8)
+        out.append(np.repeat(grey[:, :, None], 3, 2))
+    return out, (100, 90, 159, 149)
+
+
+@pytest.mark.parametrize("speed", [0.3, 0.45, 1.3])
+def test_flow_keeps_up_with_slow_motion(speed):
+    """A mask carried by flow moves with its object however slowly it moves: warping it anew each frame
+    would round every step of under half a pixel away (the mask would stay put at 0.3 px a frame)."""
+    from .helpers import BoxPredictor
+
+    frames, box = _sliding_patch(31, speed)
+    tracker = Tracker(BoxPredictor(), colour_check=False, glimpses=False)
+    tracker.add(box=box)
+    tracker.step(frames[0], encode=True)
+    for image in frames[1:]:
+        (track,) = tracker.step(image)
+    x0, _, x1, _ = mask_box(track.mask)
+    moved = (x0 + x1) / 2 - (box[0] + box[2] + 1) / 2
+    assert track.state == TRACKED
+    assert abs(moved - 30 * speed) < 1.5, f"moved {moved:.1f} px, the patch {30 * speed:.1f} px"

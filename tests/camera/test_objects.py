@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from edgesam_edge.camera import flow
+from edgesam_edge.camera.objects import TrackedObject
+
+
+def _object_with_square(x0=20, y0=20, side=20, shape=(80, 100)):
+    obj = TrackedObject(1, np.zeros((0, 2)), np.zeros(0), None)
+    obj.mask = np.zeros(shape, bool)
+    obj.mask[y0 : y0 + side, x0 : x0 + side] = True
+    return obj
+
+
+def _shift(dx, dy=0.0):
+    m = flow.IDENTITY.copy()
+    m[:, 2] = (dx, dy)
+    return m
+
+
+def test_carry_adds_up_sub_pixel_motion():
+    obj = _object_with_square()
+    for _ in range(10):
+        obj.mask = obj.carry(_shift(0.3, -0.2))
+    x0, y0, x1, y1 = flow.mask_box(obj.mask)
+    assert (x0, y0, x1, y1) == (23, 18, 43, 38)  # moved by (3, -2), not rounded to nothing step by step
+
+
+def test_carry_starts_again_from_a_mask_set_otherwise():
+    obj = _object_with_square()
+    obj.mask = obj.carry(_shift(0.4))
+    obj.mask = obj.carry(_shift(0.4))  # 0.8 px in all: one pixel right
+    assert flow.mask_box(obj.mask) == (21, 20, 41, 40)
+    answer = np.zeros_like(obj.mask)
+    answer[50:60, 60:70] = True
+    obj.mask = answer  # an answer (or a cut, or the colour check's move) replaces the carried mask
+    obj.mask = obj.carry(_shift(0.4))
+    assert flow.mask_box(obj.mask) == (60, 50, 70, 60)  # the answer moved 0.4 px; the old square is gone
+    obj.mask = obj.carry(_shift(0.4))
+    assert flow.mask_box(obj.mask) == (61, 50, 71, 60)
+
+
+def test_carry_needs_a_mask():
+    obj = TrackedObject(7, np.zeros((0, 2)), np.zeros(0), None)
+    with pytest.raises(ValueError, match="object 7 has no mask"):
+        obj.carry(_shift(1.0))
