@@ -228,6 +228,7 @@ class Blob:
     strength: float  # its peak object-likeness, in [0, 1]
     point: Tuple[float, float]  # (x, y) frame pixels of that peak
     ratio: np.ndarray  # float32 (NBINS,): how object-like each colour bin is in this frame
+    by_objects: bool = True  # it reaches the band round the excluded pixels (False: the frame's edge only)
 
     def box(self) -> Tuple[float, float, float, float]:
         """Its box (x0, y0, x1, y1) in frame pixels, inclusive corners, a thumbnail pixel wider each side."""
@@ -298,7 +299,8 @@ def near_blobs(colours: FrameColours, model: Appearance, size: Tuple[float, floa
         return []
     idx = colours.bins
     reach = max(1, int(round(band * max(size) / SCALE)))  # thumbnail pixels
-    region = cv2.dilate(exclude.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    by_objects = cv2.dilate(exclude.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    region = by_objects.copy()
     region[:reach] = region[-reach:] = True
     region[:, :reach] = region[:, -reach:] = True
     outside = ~exclude.astype(bool)
@@ -311,5 +313,6 @@ def near_blobs(colours: FrameColours, model: Appearance, size: Tuple[float, floa
             break
         comp = labels == best
         _, peak, _, (px, py) = cv2.minMaxLoc(np.where(comp, dense, 0).astype(np.float32))
-        out.append(Blob(comp, float(peak), ((px + 0.5) * SCALE, (py + 0.5) * SCALE), ratio))
+        out.append(Blob(comp, float(peak), ((px + 0.5) * SCALE, (py + 0.5) * SCALE), ratio,
+                        bool((comp & by_objects).any())))
     return out

@@ -13,6 +13,12 @@ back into view: next to the tracked objects and at the frame's edge
 - An object seen only in part (its mask under :data:`~edgesam_edge.camera.objects.PEAK_SHARE`
   of its usual area) also shows the glimpse next to its mask.
 
+An occluded object's glimpse at the frame's edge alone (not next to a tracked object) must also
+lie within :data:`EDGE_REACH` times its motion model's uncertainty
+(:meth:`~edgesam_edge.camera.motion.MotionModel.radius`) of its predicted box: an object hidden
+behind another in the middle of the frame does not come in at an edge far from it (there, its
+colours are the background's).
+
 A glimpse is accepted like a found object (:func:`~edgesam_edge.camera.reacquire.check`):
 its colours must match the object's (:data:`~edgesam_edge.camera.reacquire.MIN_SIMILARITY`)
 clearly better than any other object's, and two glimpses never share a pixel. It is
@@ -28,11 +34,11 @@ from typing import Dict, Iterable, List, Tuple
 import numpy as np
 
 from . import flow
-from .appearance import FrameColours, near, shrink_mask
+from .appearance import Blob, FrameColours, near, shrink_mask
 from .objects import LOST, OCCLUDED, PEAK_SHARE, TRACKED, TrackedObject
 from .reacquire import MIN_SIMILARITY, SIMILARITY_MARGIN
 
-__all__ = ["find_glimpses", "TOUCH", "MIN_PIXELS"]
+__all__ = ["find_glimpses", "TOUCH", "MIN_PIXELS", "EDGE_REACH"]
 
 #: A partly seen object's glimpse must come within this many pixels of its mask.
 TOUCH = 4
@@ -40,6 +46,9 @@ TOUCH = 4
 #: half what a found object's check asks (:data:`~edgesam_edge.camera.appearance.MIN_PIXELS`), since the first
 #: glimpse of an object coming out is small.
 MIN_PIXELS = 12
+#: An occluded object's glimpse at the frame's edge alone lies within this many times its predicted box's
+#: uncertainty (:meth:`~edgesam_edge.camera.motion.MotionModel.radius`) of that box.
+EDGE_REACH = 2.0
 
 
 def _wanted(obj: TrackedObject) -> bool:
@@ -49,6 +58,19 @@ def _wanted(obj: TrackedObject) -> bool:
     if obj.state in (OCCLUDED, LOST):
         return True
     return obj.state == TRACKED and obj.mask is not None and np.count_nonzero(obj.mask) < PEAK_SHARE * obj.peak_area
+
+
+def _may_come_in(obj: TrackedObject, blob: Blob) -> bool:
+    """Whether ``blob`` can be where ``obj`` comes into view: it is next to a tracked object; or the object
+    is not occluded (a lost one has no prediction to hold it to, a partly seen one's glimpse must touch its
+    mask); or the blob lies within :data:`EDGE_REACH` x the uncertainty of the predicted box."""
+    model = obj.model
+    if blob.by_objects or obj.state != OCCLUDED or model is None:
+        return True
+    reach = EDGE_REACH * model.radius(model.index)
+    x0, y0, x1, y1 = model.box()
+    bx0, by0, bx1, by1 = blob.box()
+    return bx0 <= x1 + reach and bx1 >= x0 - reach and by0 <= y1 + reach and by1 >= y0 - reach
 
 
 def find_glimpses(objects: Iterable[TrackedObject], image: np.ndarray, colours: FrameColours,
@@ -80,7 +102,7 @@ def find_glimpses(objects: Iterable[TrackedObject], image: np.ndarray, colours: 
         exclude = small_taken if own is None else shrink_mask(others, thumb.shape) > 0
         size = (float(obj.model.size[0]), float(obj.model.size[1]))  # type: ignore[union-attr]
         blob = near(colours, obj.look, size, exclude)
-        if blob is None:
+        if blob is None or not _may_come_in(obj, blob):
             continue
         hist = colours.hist(blob.mask, MIN_PIXELS)
         sim = obj.look.match(hist)

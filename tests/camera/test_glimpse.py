@@ -8,7 +8,7 @@ import pytest
 from edgesam_edge.camera.appearance import Appearance, FrameColours, near, near_blobs, shrink_mask, thumbnail
 from edgesam_edge.camera.glimpse import find_glimpses
 from edgesam_edge.camera.motion import MotionModel
-from edgesam_edge.camera.objects import OCCLUDED, TRACKED, TrackedObject
+from edgesam_edge.camera.objects import LOST, OCCLUDED, TRACKED, TrackedObject
 from edgesam_edge.camera.oracle import GroundTruthOracle
 from edgesam_edge.camera.tracker import Tracker
 from edgesam_edge.metrics import mask_iou
@@ -120,6 +120,39 @@ def test_a_hidden_object_shows_its_glimpse_and_two_glimpses_never_share_a_pixel(
     assert mask_iou(out[2], region(100, 140, 200, 212)) > 0.85  # each on its own colours
     assert mask_iou(out[3], region(66, 100, 106, 120)) > 0.85
     assert not (out[2] & out[3]).any() and not ((out[2] | out[3]) & region(*FRONT)).any()
+
+
+def test_an_occluded_object_comes_in_at_the_frame_edge_only_where_it_may_be():
+    red = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 0, 16), RED))  # red at the left edge, far from the front one
+    at_edge = region(100, 140, 0, 16)
+
+    def glimpses(obj):
+        return find_glimpses([front_object(1, img), obj], img, FrameColours(thumbnail(img)), min_area=24)
+
+    behind = hidden_object(2, red)  # just gone behind the front object (predicted there, x 120-180)
+    assert glimpses(behind) == {}  # its colours at the edge 100 px away are something else
+    coming = hidden_object(2, red)
+    coming.model = MotionModel((20.0, 120.0), (60.0, 60.0), 0)  # predicted at that edge: it comes in there
+    assert mask_iou(glimpses(coming)[2], at_edge) > 0.85
+    long_gone = hidden_object(2, red)
+    long_gone.model.hide()
+    long_gone.model.coast(40)  # unseen for 40 frames: it may be anywhere within 2 x 75 px of where it was
+    assert mask_iou(glimpses(long_gone)[2], at_edge) > 0.85
+    lost = hidden_object(2, red, LOST)  # no prediction holds a lost object
+    assert mask_iou(glimpses(lost)[2], at_edge) > 0.85
+    # next to the front object, the edge rule does not apply
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED))
+    assert 2 in glimpses(hidden_object(2, red))
+
+
+def test_near_blobs_say_whether_they_are_next_to_the_excluded_pixels_or_at_the_edge_alone():
+    look = look_of(frame((WHOLE, RED)), region(*WHOLE))
+    img = frame((FRONT, (90, 110, 160)), ((100, 140, 200, 212), RED), ((100, 140, 0, 24), RED))
+    thumb = thumbnail(img)
+    exclude = shrink_mask(region(*FRONT), thumb.shape) > 0
+    blobs = near_blobs(FrameColours(thumb), look, (60.0, 60.0), exclude, count=2)
+    assert [(b.box()[0], b.by_objects) for b in blobs] == [(0.0, False), (196.0, True)]
 
 
 def test_a_glimpse_that_looks_as_much_like_another_object_is_not_shown():
