@@ -120,16 +120,19 @@ def test_partly_seen_is_small_and_touching_the_edge_or_another_object():
     assert partly_seen(obj, [other])
 
 
-@pytest.mark.parametrize("colour_check", [True, False])
-def test_an_object_gone_behind_another_is_not_shown_where_it_was(colour_check):
-    # photo scene 0: object 1 goes behind object 3 at frame 86, and flow leaves its mask on the background
-    scene = PhotoScene(640, 480, objects=3, seed=0)
-    oracle = GroundTruthOracle()
-    tracker = Tracker(oracle, colour_check=colour_check)
-    log = replay(scene, oracle, tracker, 100)
-    ghosts = sum(1 for _, gt, tracks in log for t in tracks if t.mask.any() and not gt[t.id].any())
-    j = np.mean([mask_iou(t.mask, gt[t.id], empty=1.0) for _, gt, tracks in log for t in tracks])
-    if colour_check:
-        assert ghosts <= 3 and j > 0.86 and tracker.colour_hidden > 0 and tracker.colour_moved > 0
-    else:
-        assert ghosts >= 10 and j < 0.845 and tracker.colour_hidden == tracker.colour_moved == 0
+def test_an_object_gone_behind_another_is_not_shown_where_it_was():
+    # photo scene 0: object 1 goes behind object 3 at frame 86, and without the check flow leaves its mask on
+    # the background for a few frames (3; 12 before late answers of fast objects were followed frame by frame)
+    runs = {}
+    for colour_check in (True, False):
+        scene = PhotoScene(640, 480, objects=3, seed=0)
+        oracle = GroundTruthOracle()
+        tracker = Tracker(oracle, colour_check=colour_check)
+        log = replay(scene, oracle, tracker, 100)
+        ghosts = sum(1 for _, gt, tracks in log for t in tracks if t.mask.any() and not gt[t.id].any())
+        j = float(np.mean([mask_iou(t.mask, gt[t.id], empty=1.0) for _, gt, tracks in log for t in tracks]))
+        runs[colour_check] = (ghosts, j, tracker.colour_hidden, tracker.colour_moved)
+    (ghosts, j, hidden, moved), (ghosts_without, j_without, hidden_without, moved_without) = runs[True], runs[False]
+    assert ghosts <= 1 and ghosts_without >= 3, runs
+    assert j > 0.86 and j > j_without + 0.005, runs
+    assert hidden > 0 and moved > 0 and hidden_without == moved_without == 0, runs

@@ -367,3 +367,26 @@ def test_flow_keeps_up_with_slow_motion(speed):
     moved = (x0 + x1) / 2 - (box[0] + box[2] + 1) / 2
     assert track.state == TRACKED
     assert abs(moved - 30 * speed) < 1.5, f"moved {moved:.1f} px, the patch {30 * speed:.1f} px"
+
+
+@pytest.mark.parametrize("speed", [8, 12])
+def test_a_late_answer_lands_on_a_fast_object(speed):
+    """An answer of frame 3 taken at frame 6 is carried by the flow of every frame between: tracked two frames
+    at a time, a patch moving 8 px a frame or more was lost by LK, and the answer landed 13-50 px behind it."""
+    from .helpers import BoxPredictor
+
+    frames, box = _sliding_patch(12, speed)
+    predictor = BoxPredictor()
+    tracker = Tracker(predictor, colour_check=False, glimpses=False)
+    tracker.add(box=box)
+    tracker.step(frames[0], encode=True)
+    for i, image in enumerate(frames[1:], 1):
+        tracker.step(image)
+        if i == 3:
+            embedding = predictor.encode(image)
+        if i == 6:
+            assert tracker.refine(embedding, 3) == 1
+        (track,) = tracker.tracks()
+        x0, _, x1, _ = mask_box(track.mask)
+        lag = (x0 + x1) / 2 - (box[0] + box[2] + 1) / 2 - speed * i
+        assert abs(lag) < 1.5, f"frame {i}: the mask is {lag:+.1f} px off the patch"
