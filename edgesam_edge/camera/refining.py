@@ -33,7 +33,7 @@ __all__ = ["Refiner", "FOLLOW_HOP", "FOLLOW_FAST"]
 #: Two frames at a time double the motion LK has to find: a small object moving 8 px a frame or more was
 #: carried the wrong way. Every frame for every object tracked flat shapes a little worse (oracle replays,
 #: seeds 0-9: photo J 0.925 -> 0.932 at 100 ms and 0.905 -> 0.912 at 300 ms, but shapes 0.968 -> 0.965
-#: at 300 ms); every frame for objects faster than 2 px a frame: photo 0.932 / 0.910, shapes 0.968.
+#: at 300 ms); every frame for objects faster than 2 px a frame: photo 0.931 / 0.910, shapes 0.968.
 FOLLOW_HOP = 2
 FOLLOW_FAST = 2.0
 Others = Callable[[int], np.ndarray]  # an object's id -> the other objects' pixels, (H, W) bool

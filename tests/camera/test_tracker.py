@@ -372,7 +372,8 @@ def test_flow_keeps_up_with_slow_motion(speed):
 @pytest.mark.parametrize("speed", [8, 12])
 def test_a_late_answer_lands_on_a_fast_object(speed):
     """An answer of frame 3 taken at frame 6 is carried by the flow of every frame between: tracked two frames
-    at a time, a patch moving 8 px a frame or more was lost by LK, and the answer landed 13-50 px behind it."""
+    at a time, LK lost a patch moving 8 px a frame or more, and the answer landed 13.5 px (8 px a frame) and
+    37.5 px (12) behind it."""
     from .helpers import BoxPredictor
 
     frames, box = _sliding_patch(12, speed)
