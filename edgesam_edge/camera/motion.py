@@ -118,6 +118,11 @@ class MotionModel:
         m = np.array([[1.0, 0.0, move[0]], [0.0, 1.0, move[1]]])
         return m
 
+    @property
+    def speed(self) -> float:
+        """How fast (px a frame) the reference point moves: the length of :attr:`velocity`."""
+        return float(np.hypot(*self.velocity))
+
     def unseen_for(self, index: int) -> int:
         """Frames since the object was last seen (0 while it is tracked)."""
         return max(0, int(index) - self.last_seen) if self.hidden else 0
@@ -125,8 +130,7 @@ class MotionModel:
     def radius(self, index: int) -> float:
         """How far (pixels) the object may be from :attr:`center` at ``index``: grows with time unseen."""
         dt = self.unseen_for(index)
-        speed = float(np.hypot(*self.velocity))
-        return float(0.25 * max(self.size) + dt * (1.5 + 0.5 * speed))
+        return float(0.25 * max(self.size) + dt * (1.5 + 0.5 * self.speed))
 
     def box(self) -> Tuple[float, float, float, float]:
         """The whole-size box (x0, y0, x1, y1) at the current centre."""

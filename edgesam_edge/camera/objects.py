@@ -77,9 +77,10 @@ class TrackedObject:
         moving object's mask would lag it; the tracker sets ``mask`` to what this returns."""
         if self.mask is None:
             raise ValueError(f"object {self.id} has no mask to carry")
-        base, moved, out = self._carried if self._carried is not None else (self.mask, flow.IDENTITY, self.mask)
-        if out is not self.mask:  # set since (an answer, a cut, a move): start from it
-            base, moved = self.mask, flow.IDENTITY
+        if self._carried is None or self._carried[2] is not self.mask:  # set since (an answer, a cut, a move)
+            base, moved = self.mask, flow.IDENTITY  # start from it
+        else:
+            base, moved, _ = self._carried
         moved = flow.compose(moved, m)
         out = flow.warp_mask(base, moved)
         self._carried = (base, moved, out)

@@ -217,12 +217,12 @@ class Refiner:
             return {}
         with self._lock:
             frames = [(i, g) for i, (g, _) in self._frames.items() if i >= f]
-            fast = {key for key in masks if self._speed(key[1]) > FOLLOW_FAST}
+            fast = [key for key in masks if self._speed(key[1]) > FOLLOW_FAST]
         if len(frames) < 2 or frames[0][0] != f:
             return {}
         grays = [g for _, g in frames]
         steps: Dict[Any, List[np.ndarray]] = {}
-        for hop, group in ((1, [k for k in masks if k in fast]), (FOLLOW_HOP, [k for k in masks if k not in fast])):
+        for hop, group in ((1, fast), (FOLLOW_HOP, [key for key in masks if key not in fast])):
             if group:
                 steps.update(flow.follow({key: masks[key] for key in group}, grays, hop))
         return {key: [(i, m) for (i, _), m in zip(frames[1:], steps[key])] for key in masks}
@@ -230,7 +230,7 @@ class Refiner:
     def _speed(self, oid: int) -> float:
         """How fast (px a frame) object ``oid``'s motion model says it moves; 0 without one."""
         obj = self._objects.get(oid)
-        return 0.0 if obj is None or obj.model is None else float(np.hypot(*obj.model.velocity))
+        return 0.0 if obj is None or obj.model is None else obj.model.speed
 
     def _accept(self, obj: TrackedObject, mask_f: np.ndarray, score: float, f: int, prior: Geometry,
                 thumb: Optional[np.ndarray], steps: List[Tuple[int, np.ndarray]], others_f: Optional[Others]) -> None:

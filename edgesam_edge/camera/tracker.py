@@ -442,7 +442,7 @@ class Tracker(Refiner):
                     before[obj.id], moved[obj.id], motions[obj.id] = obj.mask, (p0[a:b][sel], p1[a:b][sel]), m
             if obj.state == TRACKED and obj.mask is not None and obj.model is not None and (
                     b == a or (_leaving(obj.mask, obj.model.velocity, 3.0)
-                               and np.hypot(*flow.shift(m, obj.model.center)) < 0.3 * np.hypot(*obj.model.velocity))):
+                               and np.hypot(*flow.shift(m, obj.model.center)) < 0.3 * obj.model.speed)):
                 # no features left, or going out of the frame (what flow sees at the edge is the background
                 # it uncovers): it moves on at its velocity
                 m = flow.IDENTITY.copy()
