@@ -1,8 +1,10 @@
 """The real-time loop: capture, encode and track + render run concurrently.
 
 - capture: the source's own thread, always holding only the newest frame;
-- encode: a worker thread that encodes the newest frame the tracker has seen and
-  re-prompts every object on it (:meth:`Tracker.refine`), as fast as the model allows;
+- model: a worker (:mod:`~edgesam_edge.camera.model_worker`) that encodes the newest frame
+  the tracker has seen and re-prompts every object on it (:meth:`Tracker.refine`), as fast
+  as the model allows (with ``overlap``, on two threads: the next frame is encoded while the
+  last embedding is refined);
 - track: the calling thread (the display thread), at the camera's rate: flow for every
   frame, then it hands the frame, its tracks and the overlay (rendered once, on first
   use, shared) to the sinks, and handles user prompts and statistics;
@@ -32,6 +34,7 @@ from ..metrics import mask_iou
 from .errors import SourceError
 from .flow import mask_box
 from .frame import Frame
+from .model_worker import ModelWorker
 from .protocols import PredictorLike
 from .sink_base import Sink, UserEvent
 from .sink_group import SinkGroup
@@ -59,62 +62,6 @@ def percentile_ms(values: Sequence[float], q: float) -> Optional[float]:
     if not len(values):
         return None
     return round(1e3 * float(np.percentile(np.asarray(values, np.float64), q)), 2)
-
-
-class _EncoderWorker:
-    """Encodes the newest frame offered, then re-prompts the tracker on it; one frame at a time."""
-
-    def __init__(self, tracker: Tracker, stop: threading.Event) -> None:
-        self.tracker = tracker
-        self.predictor: PredictorLike = tracker.predictor
-        self.stop = stop
-        self.error: Optional[BaseException] = None
-        self.count = 0
-        self.encode_s: List[float] = []
-        self.last_frame: Optional[Frame] = None  # the frame of the newest applied embedding
-        self._cond = threading.Condition()
-        self._offered: Optional[Frame] = None
-        self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
-        self.started_at = 0.0
-
-    def start(self) -> None:
-        self.started_at = time.perf_counter()
-        self._thread.start()
-
-    def offer(self, frame: Frame) -> None:
-        with self._cond:
-            self._offered = frame
-            self._cond.notify()
-
-    def join(self, timeout: float = 30.0) -> None:
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("the encoder thread did not finish within %.0f s", timeout)
-
-    def _run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                with self._cond:
-                    if self._offered is None or not self.tracker.needs_embedding():
-                        self._cond.wait(0.05)
-                        continue
-                    frame, self._offered = self._offered, None
-                t0 = time.perf_counter()
-                emb = self.predictor.encode(frame.image)
-                self.encode_s.append(time.perf_counter() - t0)
-                if len(self.encode_s) > 10000:
-                    del self.encode_s[:5000]
-                if self.stop.is_set():
-                    break
-                self.tracker.refine(emb, frame.index)
-                self.count += 1
-                self.last_frame = frame
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
-            self.error = exc
-            self.stop.set()
 
 
 @dataclass
@@ -161,12 +108,14 @@ class LiveLoop:
             the start (the first frame is shown once that encoding is done).
         max_history: cap of latency samples kept (memory stays bounded on long runs).
         sink_queue: frames each sink's writer thread may fall behind before its oldest is dropped.
+        overlap: encode the next frame while the last embedding is refined (two threads), instead of one
+            after the other on one (the default; :class:`~edgesam_edge.camera.model_worker.ModelWorker`).
     """
 
     def __init__(self, source: Source, tracker: Tracker, sinks: Sequence[Sink] = (), max_frames: Optional[int] = None,
                  prompts: Sequence[Prompt] = (), prompt_from_gt: bool = False, prime: bool = True,
                  max_history: int = 100_000, read_timeout: float = 30.0,
-                 sink_queue: int = DEFAULT_QUEUE_SIZE) -> None:
+                 sink_queue: int = DEFAULT_QUEUE_SIZE, overlap: bool = False) -> None:
         if max_frames is not None and max_frames < 1:
             raise EdgeSamError(f"max_frames {max_frames} is not a positive number")
         self.source = source
@@ -181,12 +130,13 @@ class LiveLoop:
         if int(sink_queue) < 1:
             raise EdgeSamError(f"sink_queue {sink_queue} is not a positive number")
         self.sink_queue = int(sink_queue)
+        self.overlap = bool(overlap)
         self._sinks = SinkGroup(self.sinks, self.sink_queue, self.max_history)
         self.stop = threading.Event()
         self.stats: Dict[str, Any] = {}
         self._gt_of: Dict[int, int] = {}  # track id -> ground-truth id
         self._st = _Stats()
-        self._worker: Optional[_EncoderWorker] = None
+        self._worker: Optional[ModelWorker] = None
         self.stop_reason = ""
 
     @property
@@ -303,6 +253,10 @@ class LiveLoop:
             "track_ms": {"p50": percentile_ms(st.track_ms, 50), "p90": percentile_ms(st.track_ms, 90)},
             "encoder_ms": {"p50": percentile_ms(w.encode_s, 50) if w else None,
                            "p90": percentile_ms(w.encode_s, 90) if w else None},
+            "refine_ms": {"p50": percentile_ms(w.refine_s, 50) if w else None,
+                          "p90": percentile_ms(w.refine_s, 90) if w else None},
+            "refine_wait_ms": {"p50": percentile_ms(w.wait_s, 50) if w else None,
+                               "p90": percentile_ms(w.wait_s, 90) if w else None},
             "decoder_calls": int(self.tracker.decoder_calls),
             "objects": len(self.tracker),
             "lost_object_frames": st.lost_frames,
@@ -345,7 +299,7 @@ class LiveLoop:
                 emb = self.predictor.encode(first.image)
                 self.tracker.refine(emb, first.index)
                 self._primed = 1
-            self._worker = _EncoderWorker(self.tracker, self.stop)
+            self._worker = ModelWorker(self.tracker, self.stop, self.overlap)
             self._worker.start()
             self._loop(first)
             if self._worker.error is not None:

@@ -62,6 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on every frame, hide an object whose carried mask has lost its colours (left on what hid "
                         "it, or on the background) and move a whole object's mask a few pixels onto them "
                         "(default on)")
+    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
+                   help="encode the next frame while the last embedding is refined, on two threads: more embeddings "
+                        "a second where the encoder runs on an accelerator (TensorRT); on a CPU whose cores the "
+                        "encoder already uses it costs the display and the masks' age (default off)")
     p.add_argument("--sink", action="append", default=[], metavar="SPEC",
                    help="window, mjpeg://127.0.0.1:8080, video://out.mp4, jsonl://tracks.jsonl or none; "
                         "repeatable (default: window, or none with --headless)")
@@ -243,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                           colour_check=args.colour_check)
         tracker.max_objects = args.max_objects
         loop = LiveLoop(source, tracker, sinks, max_frames=args.max_frames, prompts=prompts,
-                        prompt_from_gt=args.prompt_from_gt)
+                        prompt_from_gt=args.prompt_from_gt, overlap=args.overlap)
         stats = loop.run()
     finally:
         predictor.close()
@@ -253,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
     stats["shape_memory"] = tracker.remember_shapes
     stats["glimpses"] = tracker.glimpses
     stats["colour_check"] = tracker.colour_check
+    stats["overlap"] = loop.overlap
     if record is not None:
         stats["record"] = {k: str(v) for k, v in record.items()}
         write_json_atomic(record["stats"], stats)

@@ -24,7 +24,7 @@ def oracle_loop(sinks=(), delay=0.02, frames=40, **kw):
 
 def no_worker_threads():
     return not [t for t in threading.enumerate()
-                if t.name in ("encoder",) or t.name.startswith("capture") or t.name.startswith("sink:")]
+                if t.name in ("encoder", "refiner") or t.name.startswith("capture") or t.name.startswith("sink:")]
 
 
 class Recorder(Sink):
@@ -79,6 +79,16 @@ def test_loop_tracks_with_ground_truth_and_writes_outputs(tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_overlapped_encode_and_refine_track_as_well_and_stop_cleanly():
+    loop, oracle = oracle_loop(prompt_from_gt=True, overlap=True)
+    stats = loop.run()
+    assert no_worker_threads()
+    assert stats["frames"] == 40 and stats["J"]["mean"] > 0.8
+    assert stats["embeddings"] == oracle.encode_calls or stats["embeddings"] == oracle.encode_calls - 1  # one cut short
+    for key in ("encoder_ms", "refine_ms", "refine_wait_ms"):
+        assert stats[key]["p50"] is not None and stats[key]["p90"] >= stats[key]["p50"]
+
+
 def test_prompt_outside_the_frame_fails_before_any_output(tmp_path):
     jl = tmp_path / "t.jsonl"
     loop, _ = oracle_loop([JsonlSink(str(jl))], prompts=[Prompt(box=(10, 10, 500, 50))])
@@ -88,9 +98,10 @@ def test_prompt_outside_the_frame_fails_before_any_output(tmp_path):
     assert no_worker_threads()
 
 
-def test_error_in_the_encoder_stops_everything_and_discards_outputs(tmp_path):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_error_in_the_encoder_stops_everything_and_discards_outputs(tmp_path, overlap):
     jl = tmp_path / "t.jsonl"
-    loop, oracle = oracle_loop([JsonlSink(str(jl))], frames=1000, prompt_from_gt=True)
+    loop, oracle = oracle_loop([JsonlSink(str(jl))], frames=1000, prompt_from_gt=True, overlap=overlap)
     calls = {"n": 0}
     real = oracle.encode
 

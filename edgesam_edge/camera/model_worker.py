@@ -1,0 +1,214 @@
+"""The live loop's model side: encode the newest frame, re-prompt the tracker on each embedding.
+
+Two background threads with a slot of one embedding between them:
+
+- ``encoder``: takes the newest frame the display thread offered and encodes it
+  (``predictor.encode``);
+- ``refiner``: re-prompts every object on the newest embedding (:meth:`Tracker.refine`):
+  decoder calls, re-acquisition, shape fitting, carrying the answers to the current frame.
+
+So the next frame is encoded while the last embedding is refined, and the tracker gets an
+embedding every ``max(encode, refine)`` instead of every ``encode + refine``: what matters
+where the encoder runs on an accelerator (a Jetson's GPU) or is simply slow, and refining
+a few objects costs tens of milliseconds of CPU. An embedding is never dropped once
+computed: the encoder starts the next frame only when the refiner has taken the last
+embedding, and when refining takes longer than encoding it starts late enough
+(by recent medians) that its embedding is ready about when the refiner is, so the frame
+it encodes is as new as it can be.
+
+Without ``overlap`` (the default) one thread encodes, then refines. Overlapping pays where
+the encoder does not compute on the CPU cores the refiner and the display use (an
+accelerator). On a 2-core CPU running the encoder itself it costs more than it gives:
+the refiner slows the encoder and the display down, and each answer is older when it
+lands (benchmarks/README.md, "Tenth look"). What sets the masks' quality is the age of
+each answer (encode + refine + the wait for a frame), not how often answers come.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Deque, List, Optional, Tuple
+
+import numpy as np
+
+from .frame import Frame
+from .protocols import PredictorLike
+from .tracker import Tracker
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelWorker"]
+
+#: recent step durations kept for the encoder's start (medians of the last few)
+_RECENT = 8
+#: how often a waiting thread looks at the stop flag, seconds
+_POLL = 0.05
+#: cap of the duration lists kept for statistics (halved when reached)
+_KEEP = 10_000
+
+
+class ModelWorker:
+    """Encodes the newest offered frame and refines the tracker with each embedding, on background threads.
+
+    Args:
+        tracker: the tracker to refine; its ``predictor`` encodes (:class:`~edgesam_edge.camera.protocols.PredictorLike`).
+        stop: set by anyone to end the run; set by the worker on an error (kept in :attr:`error`).
+        overlap: encode and refine on two threads at once, or one after the other on one (default).
+
+    Attributes (read by the display thread): ``count`` embeddings refined, ``last_frame`` the frame of
+    the newest one refined, ``encode_s`` / ``refine_s`` / ``wait_s`` seconds per encoding, per refine,
+    and per embedding waiting for the refiner.
+    """
+
+    def __init__(self, tracker: Tracker, stop: threading.Event, overlap: bool = False) -> None:
+        self.tracker = tracker
+        self.predictor: PredictorLike = tracker.predictor
+        self.stop = stop
+        self.overlap = bool(overlap)
+        self.error: Optional[BaseException] = None
+        self.count = 0
+        self.encode_s: List[float] = []
+        self.refine_s: List[float] = []
+        self.wait_s: List[float] = []
+        self.last_frame: Optional[Frame] = None
+        self.started_at = 0.0
+        self._cond = threading.Condition()
+        self._offered: Optional[Frame] = None
+        self._ready: Optional[Tuple[Any, Frame, float]] = None  # (embedding, its frame, when it was ready)
+        self._refine_started: Optional[float] = None  # while the refiner works
+        self._recent_encode: Deque[float] = deque(maxlen=_RECENT)
+        self._recent_refine: Deque[float] = deque(maxlen=_RECENT)
+        targets = [("encoder", self._encode_loop), ("refiner", self._refine_loop)] if self.overlap else [
+            ("encoder", self._serial_loop)]
+        self._threads = [threading.Thread(target=self._guarded, args=(body,), name=name, daemon=True)
+                         for name, body in targets]
+
+    def start(self) -> None:
+        """Start the threads."""
+        self.started_at = time.perf_counter()
+        for t in self._threads:
+            t.start()
+
+    def offer(self, frame: Frame) -> None:
+        """The newest stepped frame; the encoder takes the newest one offered when it is free."""
+        with self._cond:
+            self._offered = frame
+            self._cond.notify_all()
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait for the threads to end (after ``stop`` is set); a stuck one is logged, not waited for."""
+        with self._cond:
+            self._cond.notify_all()
+        deadline = time.perf_counter() + timeout
+        for t in self._threads:
+            if t.is_alive():
+                t.join(max(0.0, deadline - time.perf_counter()))
+                if t.is_alive():
+                    logger.warning("the %s thread did not finish within %.0f s", t.name, timeout)
+
+    # -- threads ------------------------------------------------------------------------------
+    def _guarded(self, body: Callable[[], None]) -> None:
+        """Run a thread's body; an error is kept for the display thread and stops the run."""
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
+            if self.error is None:
+                self.error = exc
+            self.stop.set()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _serial_loop(self) -> None:
+        """One thread: encode the newest frame, then refine with it."""
+        while not self.stop.is_set():
+            frame = self._take_offered(lambda: 0.0)
+            if frame is None:
+                continue
+            emb = self._encode(frame)
+            if self.stop.is_set():
+                break
+            self._refine(emb, frame)
+
+    def _encode_loop(self) -> None:
+        """The encoder thread: encode the newest frame when it may start, put the embedding in the slot."""
+        while not self.stop.is_set():
+            frame = self._take_offered(self._hold)
+            if frame is None:
+                continue
+            emb = self._encode(frame)
+            with self._cond:
+                self._ready = (emb, frame, time.perf_counter())
+                self._cond.notify_all()
+
+    def _refine_loop(self) -> None:
+        """The refiner thread: take the embedding in the slot and refine the tracker with it."""
+        while not self.stop.is_set():
+            with self._cond:
+                if self._ready is None:
+                    self._cond.wait(_POLL)
+                    continue
+                emb, frame, ready_at = self._ready
+                self._ready = None
+                now = time.perf_counter()
+                self._refine_started = now
+                self._cond.notify_all()
+            _append(self.wait_s, now - ready_at)
+            try:
+                self._refine(emb, frame)
+            finally:
+                with self._cond:
+                    self._refine_started = None
+                    self._cond.notify_all()
+
+    # -- steps --------------------------------------------------------------------------------
+    def _take_offered(self, hold: Callable[[], float]) -> Optional[Frame]:
+        """The newest offered frame, once there is one, the tracker has objects and ``hold()`` (seconds
+        still to wait, called under the lock) is 0; None after a wait of at most ``_POLL`` s (the caller
+        looks at ``stop`` again)."""
+        with self._cond:
+            wait = _POLL if self._offered is None or not self.tracker.needs_embedding() else hold()
+            if wait > 0:
+                self._cond.wait(min(wait, _POLL))
+                return None
+            frame, self._offered = self._offered, None
+            return frame
+
+    def _hold(self) -> float:
+        """Seconds before the encoder may start the next frame (called under the condition's lock): while
+        the slot is full, and when refining takes longer than encoding, until the refiner is about to want
+        the next embedding."""
+        if self._ready is not None:
+            return _POLL
+        if self._refine_started is None or not self._recent_refine or not self._recent_encode:
+            return 0.0
+        lead = float(np.median(self._recent_refine)) - float(np.median(self._recent_encode))
+        return max(0.0, lead - (time.perf_counter() - self._refine_started))
+
+    def _encode(self, frame: Frame) -> Any:
+        t0 = time.perf_counter()
+        emb = self.predictor.encode(frame.image)
+        took = time.perf_counter() - t0
+        _append(self.encode_s, took)
+        with self._cond:
+            self._recent_encode.append(took)
+        return emb
+
+    def _refine(self, emb: Any, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        self.tracker.refine(emb, frame.index)
+        took = time.perf_counter() - t0
+        _append(self.refine_s, took)
+        with self._cond:
+            self._recent_refine.append(took)
+        self.count += 1
+        self.last_frame = frame
+
+
+def _append(values: List[float], value: float) -> None:
+    """Append to a statistics list, dropping its older half at ``_KEEP`` values (bounded memory)."""
+    values.append(value)
+    if len(values) > _KEEP:
+        del values[: _KEEP // 2]
