@@ -7,7 +7,9 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["Frame", "GroundTruth", "Size"]
+from .flow import mask_box
+
+__all__ = ["Frame", "GroundTruth", "Size", "visible_boxes"]
 
 #: (width, height) in pixels.
 Size = Tuple[int, int]
@@ -36,3 +38,14 @@ class Frame:
     def size(self) -> Size:
         """(width, height)."""
         return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+def visible_boxes(gt: GroundTruth) -> Dict[int, Tuple[int, int, int, int]]:
+    """{object id: its visible mask's box ``(x0, y0, x1, y1)``, inclusive pixel corners}; objects that do
+    not show get none."""
+    out: Dict[int, Tuple[int, int, int, int]] = {}
+    for oid, m in gt.items():
+        b = mask_box(m)
+        if b is not None:
+            out[oid] = (b[0], b[1], b[2] - 1, b[3] - 1)
+    return out

@@ -2,7 +2,8 @@
 
 - capture: the source's own thread, always holding only the newest frame;
 - model: a worker (:mod:`~edgesam_edge.camera.model_worker`) that encodes the newest frame
-  the tracker has seen and re-prompts every object on it (:meth:`Tracker.refine`), as fast
+  (offered before the display thread steps it, so the encoding starts meanwhile) and
+  re-prompts every object on it once it is stepped (:meth:`Tracker.refine`), as fast
   as the model allows (with ``overlap``, on two threads: the next frame is encoded while the
   last embedding is refined);
 - track: the calling thread (the display thread), at the camera's rate: flow for every
@@ -32,8 +33,7 @@ import numpy as np
 from ..errors import EdgeSamError, InvalidPrompt
 from ..metrics import mask_iou
 from .errors import SourceError
-from .flow import mask_box
-from .frame import Frame
+from .frame import Frame, visible_boxes
 from .model_worker import ModelWorker
 from .protocols import PredictorLike
 from .sink_base import Sink, UserEvent
@@ -84,14 +84,9 @@ def gt_boxes(gt: Dict[int, np.ndarray]) -> Dict[int, Box]:
     """The ``--prompt-from-gt`` prompts: {ground-truth id: its mask's box ``(x0, y0, x1, y1)``}.
 
     ``gt``: {id: ``(H, W)`` bool mask}. The corners are inclusive pixel coordinates; empty
-    masks get no box.
+    masks get no box (:func:`~edgesam_edge.camera.frame.visible_boxes`).
     """
-    out: Dict[int, Box] = {}
-    for gid, m in gt.items():
-        b = mask_box(m)
-        if b is not None:
-            out[gid] = (b[0], b[1], b[2] - 1, b[3] - 1)
-    return out
+    return dict(visible_boxes(gt))
 
 
 class LiveLoop:
@@ -325,8 +320,9 @@ class LiveLoop:
         assert worker is not None
         while frame is not None and not self.stop.is_set():
             t0, cpu0 = time.perf_counter(), time.thread_time()
+            worker.offer(frame, stepped=frame is first)  # its encoding may start while the masks are carried to it
             tracks = self.tracker.tracks() if frame is first else self.tracker.step(frame)
-            worker.offer(frame)
+            worker.stepped(frame.index)
             if len(st.track_ms) < self.max_history:
                 st.track_ms.append(time.perf_counter() - t0)
             t1 = time.perf_counter()

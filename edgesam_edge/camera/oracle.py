@@ -12,13 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from ..errors import EdgeSamError
-from .frame import GroundTruth
+from .frame import GroundTruth, visible_boxes
 from .readers import Reader
 
 __all__ = ["GroundTruthOracle", "OracleEmbedding"]
@@ -26,10 +26,12 @@ __all__ = ["GroundTruthOracle", "OracleEmbedding"]
 
 @dataclass(frozen=True)
 class OracleEmbedding:
-    """What the oracle's ``encode`` returns: the encoded frame's ground truth."""
+    """What the oracle's ``encode`` returns: the encoded frame's ground truth, and each visible object's
+    box ``(x0, y0, x1, y1)``, inclusive pixel corners (found once per encoding, not per prompt)."""
 
     gt: GroundTruth
     original_size: Tuple[int, int]
+    boxes: Dict[int, Tuple[int, int, int, int]] = field(default_factory=dict)
 
 
 def _key(image: np.ndarray) -> bytes:
@@ -96,7 +98,7 @@ class GroundTruthOracle:
             time.sleep(self.delay)
         self.encode_calls += 1
         self.last_timings = {"encoder": 1e3 * (time.perf_counter() - t0)}
-        return OracleEmbedding(gt, image.shape[:2])
+        return OracleEmbedding(gt, image.shape[:2], visible_boxes(gt))
 
     def predict(self, point_coords: Any = None, point_labels: Any = None, box: Any = None,
                 num_multimask_outputs: int = 3, return_logits: bool = False,
@@ -119,7 +121,7 @@ class GroundTruthOracle:
         masks = np.zeros((k, c, h, w), bool)
         scores = np.zeros((k, c), np.float32)
         for i in range(k):
-            oid = self._match(embedding.gt, None if boxes is None else boxes[i],
+            oid = self._match(embedding, None if boxes is None else boxes[i],
                               None if coords is None else coords[i], None if labels is None else labels[i])
             if oid is not None:
                 masks[i] = embedding.gt[oid]
@@ -130,18 +132,17 @@ class GroundTruthOracle:
         return masks, scores, low
 
     @staticmethod
-    def _match(gt: GroundTruth, box: Optional[np.ndarray], pts: Optional[np.ndarray],
+    def _match(emb: OracleEmbedding, box: Optional[np.ndarray], pts: Optional[np.ndarray],
                labs: Optional[np.ndarray]) -> Optional[int]:
         """The visible object the prompt most plausibly means, or None."""
         best, best_val = None, 0.0
-        for oid, m in gt.items():
-            ys, xs = np.nonzero(m)
-            if len(xs) == 0:
+        for oid, m in emb.gt.items():
+            gb = emb.boxes.get(oid)
+            if gb is None:
                 continue
             val = 0.0
             hit = False
             if box is not None:
-                gb = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
                 ix = max(0.0, min(box[2], gb[2]) - max(box[0], gb[0]))
                 iy = max(0.0, min(box[3], gb[3]) - max(box[1], gb[1]))
                 inter = ix * iy
@@ -161,3 +162,4 @@ class GroundTruthOracle:
             if hit and val > best_val:
                 best, best_val = oid, val
         return best
+

@@ -141,3 +141,46 @@ def test_the_encoder_starts_late_enough_to_finish_when_the_refiner_is_free():
     worker._recent_refine.extend([0.01, 0.01])  # encoding is the slower step: never hold back
     worker._refine_started = time.perf_counter()
     assert worker._hold() == 0.0
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_frame_offered_before_its_step_is_encoded_at_once_and_refined_after_the_step(overlap):
+    """The display thread offers a frame before carrying the masks to it: the encoding starts
+    meanwhile, and the refine (which needs the frame stepped) waits for ``stepped``."""
+    encoded = threading.Event()
+    predictor = FakePredictor(before=lambda i: encoded.set())
+    tracker = FakeTracker(predictor)
+    worker = ModelWorker(tracker, threading.Event(), overlap=overlap)
+    worker.start()
+    try:
+        worker.offer(frame(5), stepped=False)
+        assert encoded.wait(5.0)
+        time.sleep(0.2)  # ample time to refine, were it not waiting
+        assert tracker.refined == []
+        worker.stepped(4)  # an older frame's step does not release it
+        time.sleep(0.1)
+        assert tracker.refined == []
+        worker.stepped(5)
+        deadline = time.perf_counter() + 5.0
+        while not tracker.refined and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert tracker.refined == [5] and worker.last_frame.index == 5
+    finally:
+        worker.stop.set()
+        worker.join(5.0)
+    assert not any(t.is_alive() for t in worker._threads)
+
+
+def test_a_worker_stopped_while_an_embedding_waits_for_its_step_ends_without_refining():
+    predictor = FakePredictor()
+    tracker = FakeTracker(predictor)
+    worker = ModelWorker(tracker, threading.Event())
+    worker.start()
+    worker.offer(frame(3), stepped=False)
+    deadline = time.perf_counter() + 5.0
+    while not predictor.encoded and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    worker.stop.set()
+    worker.join(5.0)
+    assert predictor.encoded == [3] and tracker.refined == [] and worker.count == 0
+    assert not any(t.is_alive() for t in worker._threads)
