@@ -1,32 +1,27 @@
 """The live loop's model side: encode the newest frame, re-prompt the tracker on each embedding.
 
-Two background threads with a slot of one embedding between them:
-
-- ``encoder``: takes the newest frame the display thread offered and encodes it
-  (``predictor.encode``);
-- ``refiner``: re-prompts every object on the newest embedding (:meth:`Tracker.refine`):
-  decoder calls, re-acquisition, shape fitting, carrying the answers to the current frame.
-
-So the next frame is encoded while the last embedding is refined, and the tracker gets an
-embedding every ``max(encode, refine)`` instead of every ``encode + refine``: what matters
-where the encoder runs on an accelerator (a Jetson's GPU) or is simply slow, and refining
-a few objects costs tens of milliseconds of CPU. An embedding is never dropped once
-computed: the encoder starts the next frame only when the refiner has taken the last
-embedding, and when refining takes longer than encoding it starts late enough
-(by recent medians) that its embedding is ready about when the refiner is, so the frame
-it encodes is as new as it can be.
+By default one background thread (``encoder``) takes the newest frame the display thread
+offered, encodes it (``predictor.encode``), then re-prompts every object on that embedding
+(:meth:`Tracker.refine`: decoder calls, re-acquisition, shape fitting, carrying the answers
+to the current frame), and takes the next frame.
 
 The display thread offers each frame *before* carrying the masks to it
 (``offer(frame, stepped=False)``, then :meth:`ModelWorker.stepped`): a free encoder starts
 on it at once, and its refine waits only if the step is not done yet. That takes the
-step's time (about 10 ms at 640x480) off every answer's age.
+step's time (about 10 ms at 640x480) off every answer's age, which is what sets the masks'
+quality: encode + refine + the wait for a frame (benchmarks/README.md, "Tenth look").
 
-Without ``overlap`` (the default) one thread encodes, then refines. Overlapping pays where
-the encoder does not compute on the CPU cores the refiner and the display use (an
-accelerator). On a 2-core CPU running the encoder itself it costs more than it gives:
-the refiner slows the encoder and the display down, and each answer is older when it
-lands (benchmarks/README.md, "Tenth look"). What sets the masks' quality is the age of
-each answer (encode + refine + the wait for a frame), not how often answers come.
+With ``overlap`` two threads share the work, with a slot of one embedding between them:
+``encoder`` encodes while ``refiner`` refines the last embedding, so the tracker gets an
+embedding every ``max(encode, refine)`` instead of every ``encode + refine``. An embedding
+is never dropped once computed: the encoder starts the next frame only when the refiner
+has taken the last one, and when refining takes longer than encoding it starts late enough
+(by recent medians) that its embedding is ready about when the refiner is, so the frame it
+encodes is as new as it can be. That pays where the encoder does not compute on the CPU
+cores the refiner and the display use (an accelerator: a Jetson's GPU). On a 2-core CPU
+that runs the encoder itself it costs more than it gives (the refiner slows the encoder
+and the display down, and each answer is older when it lands); with the encoder off the
+CPU it gives half again as many embeddings, each as old as before, so the same masks.
 """
 
 from __future__ import annotations
