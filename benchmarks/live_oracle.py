@@ -107,7 +107,8 @@ def main() -> int:
                 what = f"encoder {args.encoder_load}" if load is not None else f"delay {delay * 1e3:.0f} ms"
                 print(f"{source} {what}: J {j} per object {s.get('J')} | display {s['display_fps']} fps, model "
                       f"{s['model_fps']} /s, latency p50 {s['latency_ms']['p50']} ms, mask age p50 "
-                      f"{s['mask_age_ms']['p50']} ms, refine p50 {s['refine_ms']['p50']} ms, found again {s['reacquired']}, frames {s['frames']}", flush=True)
+                      f"{s['mask_age_ms']['p50']} ms, refine p50 {s['refine_ms']['p50']} ms, "
+                      f"found again {s['reacquired']}, frames {s['frames']}", flush=True)
             js = [r.get("J", {}).get("mean", 0.0) for r in runs]
             fps = [r["display_fps"] for r in runs]
             summary = {"scene": family, "delay_s": delay, "runs": runs, "J_mean": round(float(np.mean(js)), 4),

@@ -40,6 +40,7 @@ from .sink_base import Sink, UserEvent
 from .sink_group import SinkGroup
 from .sink_runner import DEFAULT_QUEUE_SIZE
 from .source import Source
+from .timing import p50_p90_ms, percentile_ms
 from .tracker import LOST, OCCLUDED, Box, Track, Tracker
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,6 @@ class Prompt:
     labels: Optional[Sequence[float]] = None
     box: Optional[Sequence[float]] = None
     gt_id: Optional[int] = None
-
-
-def percentile_ms(values: Sequence[float], q: float) -> Optional[float]:
-    """The q-th percentile of seconds, in milliseconds (None when empty)."""
-    if not len(values):
-        return None
-    return round(1e3 * float(np.percentile(np.asarray(values, np.float64), q)), 2)
 
 
 @dataclass
@@ -86,7 +80,7 @@ def gt_boxes(gt: Dict[int, np.ndarray]) -> Dict[int, Box]:
     ``gt``: {id: ``(H, W)`` bool mask}. The corners are inclusive pixel coordinates; empty
     masks get no box (:func:`~edgesam_edge.camera.frame.visible_boxes`).
     """
-    return dict(visible_boxes(gt))
+    return visible_boxes(gt)
 
 
 class LiveLoop:
@@ -243,15 +237,12 @@ class LiveLoop:
             "embeddings": embeddings,
             "dropped": int(self.source.dropped),
             "captured": int(self.source.captured),
-            "latency_ms": {"p50": percentile_ms(st.latency, 50), "p90": percentile_ms(st.latency, 90)},
-            "mask_age_ms": {"p50": percentile_ms(st.mask_age, 50), "p90": percentile_ms(st.mask_age, 90)},
-            "track_ms": {"p50": percentile_ms(st.track_ms, 50), "p90": percentile_ms(st.track_ms, 90)},
-            "encoder_ms": {"p50": percentile_ms(w.encode_s, 50) if w else None,
-                           "p90": percentile_ms(w.encode_s, 90) if w else None},
-            "refine_ms": {"p50": percentile_ms(w.refine_s, 50) if w else None,
-                          "p90": percentile_ms(w.refine_s, 90) if w else None},
-            "refine_wait_ms": {"p50": percentile_ms(w.wait_s, 50) if w else None,
-                               "p90": percentile_ms(w.wait_s, 90) if w else None},
+            "latency_ms": p50_p90_ms(st.latency),
+            "mask_age_ms": p50_p90_ms(st.mask_age),
+            "track_ms": p50_p90_ms(st.track_ms),
+            "encoder_ms": p50_p90_ms(w.encode_s if w else []),
+            "refine_ms": p50_p90_ms(w.refine_s if w else []),
+            "refine_wait_ms": p50_p90_ms(w.wait_s if w else []),
             "decoder_calls": int(self.tracker.decoder_calls),
             "objects": len(self.tracker),
             "lost_object_frames": st.lost_frames,
@@ -259,9 +250,9 @@ class LiveLoop:
             "reacquired": int(getattr(self.tracker, "reacquired", 0)),
             "colour_hidden": int(getattr(self.tracker, "colour_hidden", 0)),
             "colour_moved": int(getattr(self.tracker, "colour_moved", 0)),
-            "render_ms": {"p50": percentile_ms(st.render, 50), "p90": percentile_ms(st.render, 90)},
-            "handoff_ms": {"p50": percentile_ms(st.handoff, 50), "p90": percentile_ms(st.handoff, 90)},
-            "display_cpu_ms": {"p50": percentile_ms(st.display_cpu, 50), "p90": percentile_ms(st.display_cpu, 90)},
+            "render_ms": p50_p90_ms(st.render),
+            "handoff_ms": p50_p90_ms(st.handoff),
+            "display_cpu_ms": p50_p90_ms(st.display_cpu),
             "sinks": self._sinks.stats(),
             "stopped_because": self.stop_reason,
         }
@@ -320,7 +311,7 @@ class LiveLoop:
         assert worker is not None
         while frame is not None and not self.stop.is_set():
             t0, cpu0 = time.perf_counter(), time.thread_time()
-            worker.offer(frame, stepped=frame is first)  # its encoding may start while the masks are carried to it
+            worker.offer(frame, stepped=False)  # its encoding may start while the masks are carried to it
             tracks = self.tracker.tracks() if frame is first else self.tracker.step(frame)
             worker.stepped(frame.index)
             if len(st.track_ms) < self.max_history:

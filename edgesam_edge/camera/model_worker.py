@@ -29,8 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -42,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ModelWorker"]
 
-#: recent step durations kept for the encoder's start (medians of the last few)
+#: how many of the latest encode and refine durations the encoder's hold-back takes the median of
 _RECENT = 8
 #: how often a waiting thread looks at the stop flag, seconds
 _POLL = 0.05
@@ -80,8 +79,6 @@ class ModelWorker:
         self._stepped = -1  # the newest frame index the tracker has stepped, as told
         self._ready: Optional[Tuple[Any, Frame, float]] = None  # (embedding, its frame, when it was ready)
         self._refine_started: Optional[float] = None  # while the refiner works
-        self._recent_encode: Deque[float] = deque(maxlen=_RECENT)
-        self._recent_refine: Deque[float] = deque(maxlen=_RECENT)
         targets = [("encoder", self._encode_loop), ("refiner", self._refine_loop)] if self.overlap else [
             ("encoder", self._serial_loop)]
         self._threads = [threading.Thread(target=self._guarded, args=(body,), name=name, daemon=True)
@@ -141,10 +138,7 @@ class ModelWorker:
             frame = self._take_offered(lambda: 0.0)
             if frame is None:
                 continue
-            emb = self._encode(frame)
-            if self.stop.is_set():
-                break
-            self._refine(emb, frame)
+            self._refine(self._encode(frame), frame)  # which returns at once if stopped meanwhile
 
     def _encode_loop(self) -> None:
         """The encoder thread: encode the newest frame when it may start, put the embedding in the slot."""
@@ -196,18 +190,16 @@ class ModelWorker:
         the next embedding."""
         if self._ready is not None:
             return _POLL
-        if self._refine_started is None or not self._recent_refine or not self._recent_encode:
+        recent_refine, recent_encode = self.refine_s[-_RECENT:], self.encode_s[-_RECENT:]
+        if self._refine_started is None or not recent_refine or not recent_encode:
             return 0.0
-        lead = float(np.median(self._recent_refine)) - float(np.median(self._recent_encode))
+        lead = float(np.median(recent_refine)) - float(np.median(recent_encode))
         return max(0.0, lead - (time.perf_counter() - self._refine_started))
 
     def _encode(self, frame: Frame) -> Any:
         t0 = time.perf_counter()
         emb = self.predictor.encode(frame.image)
-        took = time.perf_counter() - t0
-        _append(self.encode_s, took)
-        with self._cond:
-            self._recent_encode.append(took)
+        _append(self.encode_s, time.perf_counter() - t0)
         return emb
 
     def _refine(self, emb: Any, frame: Frame) -> None:
@@ -218,10 +210,7 @@ class ModelWorker:
             return
         t0 = time.perf_counter()
         self.tracker.refine(emb, frame.index)
-        took = time.perf_counter() - t0
-        _append(self.refine_s, took)
-        with self._cond:
-            self._recent_refine.append(took)
+        _append(self.refine_s, time.perf_counter() - t0)
         self.count += 1
         self.last_frame = frame
 

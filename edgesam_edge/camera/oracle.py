@@ -162,4 +162,3 @@ class GroundTruthOracle:
             if hit and val > best_val:
                 best, best_val = oid, val
         return best
-

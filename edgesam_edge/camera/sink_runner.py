@@ -30,6 +30,7 @@ import numpy as np
 from .frame import Frame
 from .render import render_overlay
 from .sink_base import Sink, UserEvent
+from .timing import p50_p90_ms
 from .tracker import Track
 
 logger = logging.getLogger(__name__)
@@ -244,12 +245,11 @@ class SinkRunner:
     def stats(self) -> Dict[str, Any]:
         """``{"frames_written", "frames_dropped", "write_ms": {"p50", "p90"}, "error"}``."""
         with self._cond:
-            samples = np.asarray(self.write_s, np.float64)
+            samples = list(self.write_s)
         return {
             "frames_written": int(self.written),
             "frames_dropped": int(self.dropped),
-            "write_ms": {q: (round(1e3 * float(np.percentile(samples, v)), 2) if samples.size else None)
-                         for q, v in (("p50", 50), ("p90", 90))},
+            "write_ms": p50_p90_ms(samples),
             "error": self.error,
         }
 

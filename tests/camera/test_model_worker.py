@@ -126,8 +126,8 @@ def test_the_encoder_starts_late_enough_to_finish_when_the_refiner_is_free():
     an older frame; the encoder holds back by the difference of the recent medians."""
     worker = ModelWorker(FakeTracker(FakePredictor()), threading.Event())
     assert worker._hold() == 0.0  # nothing measured yet
-    worker._recent_encode.extend([0.05, 0.05, 0.06])
-    worker._recent_refine.extend([0.2, 0.2, 0.3])
+    worker.encode_s.extend([0.05, 0.05, 0.06])
+    worker.refine_s.extend([0.2, 0.2, 0.3])
     worker._refine_started = time.perf_counter()
     assert 0.1 < worker._hold() <= 0.15
     worker._refine_started = time.perf_counter() - 0.16  # the refiner is nearly done: start now
@@ -137,8 +137,7 @@ def test_the_encoder_starts_late_enough_to_finish_when_the_refiner_is_free():
     worker._ready = (0, frame(0), 0.0)  # the slot is full: wait for the refiner to take it
     assert worker._hold() > 0
     worker._ready = None
-    worker._recent_refine.clear()
-    worker._recent_refine.extend([0.01, 0.01])  # encoding is the slower step: never hold back
+    worker.refine_s.extend([0.01] * 8)  # recently, encoding is the slower step: never hold back
     worker._refine_started = time.perf_counter()
     assert worker._hold() == 0.0
 
