@@ -202,7 +202,7 @@ def limit_ms(gmacs: Optional[float], peak_gflops: Optional[float]) -> Optional[f
     """The fastest an encoder of ``gmacs`` GMACs can run at ``peak_gflops``: 2 x GMACs / GFLOPS, in ms."""
     if not gmacs or not peak_gflops:
         return None
-    return round(2.0 * gmacs / peak_gflops * 1000.0, 3)
+    return float(f"{2.0 * gmacs / peak_gflops * 1000.0:.6g}")  # six significant digits, sub-millisecond limits too
 
 
 def percent_of_limit(limit: Optional[float], measured_ms: Optional[float]) -> Optional[float]:
