@@ -82,12 +82,10 @@ class DepthOrder:
             pa, qa = points[a]
             if len(pa) == 0:
                 continue
-            xs = np.clip(np.round(pa[:, 0]).astype(int), 0, masks[a].shape[1] - 1)
-            ys = np.clip(np.round(pa[:, 1]).astype(int), 0, masks[a].shape[0] - 1)
             for b in ids:
                 if b == a or b not in masks:
                     continue
-                on_b = masks[b][ys, xs]
+                on_b = flow.lands_on(pa, masks[b])
                 if int(on_b.sum()) < min_points:
                     continue
                 p, q = pa[on_b], qa[on_b]

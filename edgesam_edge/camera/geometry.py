@@ -36,11 +36,15 @@ class Geometry:
     def full_mask(self, shape: Tuple[int, int]) -> np.ndarray:
         """The mask in a frame of ``shape`` (H, W): ``(H, W)`` bool."""
         out = np.zeros(shape, bool)
+        self.paint(out)
+        return out
+
+    def paint(self, out: np.ndarray) -> None:
+        """Add the mask's pixels to ``out`` (``(H, W)`` bool, a frame's; in place)."""
         if self.crop is not None:
             x0, y0 = self.origin
             h, w = self.crop.shape
-            out[y0 : y0 + h, x0 : x0 + w] = self.crop
-        return out
+            out[y0 : y0 + h, x0 : x0 + w] |= self.crop
 
     @property
     def area(self) -> int:

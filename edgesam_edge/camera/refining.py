@@ -211,21 +211,37 @@ class Refiner:
 
     def _follow_all(self, masks: Dict[Any, np.ndarray], f: int) -> Dict[Any, List[Tuple[int, np.ndarray]]]:
         """Each answer's per-frame motion from ``f`` on, [(index, 2x3)], tracked afresh through the kept frames
-        (empty when ``f`` is no longer kept). ``masks``: {(kind, object id): its answer at ``f``, (H, W) bool}."""
+        (empty when ``f`` is no longer kept). ``masks``: {(kind, object id): its answer at ``f``, (H, W) bool}.
+        Features of an object that land on an object known to be in front of it are not followed."""
         masks = {oid: m for oid, m in masks.items() if m.any()}
         if not masks:
             return {}
         with self._lock:
             frames = [(i, g) for i, (g, _) in self._frames.items() if i >= f]
+            if len(frames) < 2 or frames[0][0] != f:
+                return {}
             fast = [key for key in masks if self._speed(key[1]) > FOLLOW_FAST]
-        if len(frames) < 2 or frames[0][0] != f:
-            return {}
+            fronts = self._in_front({key[1] for key in masks}, [i for i, _ in frames[1:]])
         grays = [g for _, g in frames]
+        shape = grays[0].shape
+        covers = {key: [_union(seen, shape) for seen in fronts[key[1]]] for key in masks if key[1] in fronts}
         steps: Dict[Any, List[np.ndarray]] = {}
         for hop, group in ((1, fast), (FOLLOW_HOP, [key for key in masks if key not in fast])):
             if group:
-                steps.update(flow.follow({key: masks[key] for key in group}, grays, hop))
+                steps.update(flow.follow({key: masks[key] for key in group}, grays, hop, covers))
         return {key: [(i, m) for (i, _), m in zip(frames[1:], steps[key])] for key in masks}
+
+    def _in_front(self, oids: Set[int], indices: List[int]) -> Dict[int, List[List[Geometry]]]:
+        """{id: per frame of ``indices``, the geometries there of the objects known to be in front of object
+        ``id`` (as the tracker carried them; those with a mask)}, for the objects of ``oids`` with any in
+        front. Called under the lock (the masks are put together after it)."""
+        out: Dict[int, List[List[Geometry]]] = {}
+        for oid in oids:
+            fronts = [obj for other, obj in self._objects.items() if other != oid and self._depth.front(other, oid) == other]
+            if fronts:
+                out[oid] = [[g for g in (obj.history.get(i) for obj in fronts) if g is not None and g.crop is not None]
+                            for i in indices]
+        return out
 
     def _speed(self, oid: int) -> float:
         """How fast (px a frame) object ``oid``'s motion model says it moves; 0 without one."""
@@ -283,6 +299,16 @@ class Refiner:
         if others_f is not None:
             obj.shape.fit(mask_f, others_f(obj.id), f, obj.motion, turned=hidden)
         self._record(obj)
+
+
+def _union(seen: List[Geometry], shape: Tuple[int, int]) -> Optional[np.ndarray]:
+    """The pixels of the masks of ``seen`` in a frame of ``shape`` (H, W): ``(H, W)`` bool, None for none."""
+    if not seen:
+        return None
+    out = np.zeros(shape, bool)
+    for g in seen:
+        g.paint(out)
+    return out
 
 
 def _smaller(own: Optional[Tuple[np.ndarray, float]], found: np.ndarray) -> bool:

@@ -36,3 +36,62 @@ def test_a_thin_mask_still_gets_features_inside_it():
     assert len(pts) >= 6
     rows, cols = np.round(pts[:, 1]).astype(int), np.round(pts[:, 0]).astype(int)
     assert region[rows, cols].all()
+
+
+def test_lands_on_says_which_points_lie_on_a_mask_and_clips_those_outside_the_frame():
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 30:60] = True
+    pts = np.array([[35.0, 15.0], [5.0, 15.0], [70.0, 12.0], [35.2, 19.6]], np.float32)
+    assert flow.lands_on(pts, mask).tolist() == [True, False, True, False]  # (35, 20) is off the mask
+    assert flow.lands_on(np.zeros((0, 2), np.float32), mask).shape == (0,)
+
+
+def _behind_a_wall(frames: int = 4, speed: float = 8.0, wall: int = 100):
+    """A textured square sliding right at ``speed`` px a frame behind a textured wall (x >= ``wall``) that
+    does not move: (grey frames, the square's visible mask in the first, the wall's pixels)."""
+    h, w = 120, 200
+    back, square, front = _texture(h, w, 0), _texture(60, 60, 1), _texture(h, w, 2)
+    walls = np.zeros((h, w), bool)
+    walls[:, wall:] = True
+    grays = []
+    for i in range(frames):
+        g = back.copy()
+        x = int(round(60 + speed * i))
+        g[30:90, x : x + 60] = square
+        g[walls] = front[walls]
+        grays.append(g)
+    mask = np.zeros((h, w), bool)
+    mask[30:90, 60:wall] = True  # what shows of it in the first frame
+    return grays, mask, walls
+
+
+def test_features_going_behind_what_is_in_front_are_not_followed():
+    """A sliver going behind a wall: features that land on the wall find the wall's motion (none). With the
+    wall's pixels as the cover, the features left (and fresh ones off the wall) say how the square moves."""
+    grays, mask, walls = _behind_a_wall()
+    covered = flow.follow({1: mask}, grays, covers={1: [walls] * (len(grays) - 1)})[1]
+    assert len(covered) == 3
+    assert all(abs(m[0, 2] - 8.0) < 1.0 and abs(m[1, 2]) < 1.0 for m in covered)
+    plain = flow.follow({1: mask}, grays)[1]
+    assert not all(abs(m[0, 2] - 8.0) < 1.0 for m in plain)  # without the cover a step takes the wall's
+
+
+def test_fresh_features_come_from_the_moved_mask_off_what_is_in_front(monkeypatch):
+    """When fewer than REFRESH of the first features are left, fresh ones are taken from the mask moved so far,
+    outside the cover."""
+    grays, mask, walls = _behind_a_wall()
+    regions = []
+    real = flow.features_in
+
+    def spy(gray, region, box, max_points=60):
+        regions.append(region.copy())
+        return real(gray, region, box, max_points)
+
+    monkeypatch.setattr(flow, "features_in", spy)
+    flow.follow({1: mask}, grays, covers={1: [walls] * (len(grays) - 1)})
+    assert len(regions) >= 2  # the first features, then fresh ones
+    fresh = regions[1]
+    assert fresh.any() and not (fresh & walls).any()
+    x0, y0, x1, y1 = flow.mask_box(fresh)
+    assert min(abs(x0 - 68), abs(x0 - 76)) <= 1 and x1 == 100  # moved 8 px a frame (1 or 2 frames), up to the wall
+    assert fresh[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].all()

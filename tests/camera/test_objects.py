@@ -44,3 +44,16 @@ def test_carry_needs_a_mask():
     obj = TrackedObject(7, np.zeros((0, 2)), np.zeros(0), None)
     with pytest.raises(ValueError, match="object 7 has no mask"):
         obj.carry(_shift(1.0))
+
+
+def test_a_geometry_paints_its_mask_onto_a_frames_pixels_without_clearing_them():
+    from edgesam_edge.camera.geometry import geometry_from_mask
+
+    mask = np.zeros((30, 40), bool)
+    mask[5:10, 20:30] = True
+    g = geometry_from_mask(mask, np.zeros((0, 2)), np.zeros(0, np.float32), None)
+    out = np.zeros((30, 40), bool)
+    out[0, 0] = True
+    g.paint(out)
+    assert out[0, 0] and out[mask].all() and np.count_nonzero(out) == 1 + 50
+    assert np.array_equal(g.full_mask((30, 40)), mask)

@@ -391,3 +391,31 @@ def test_a_late_answer_lands_on_a_fast_object(speed):
         x0, _, x1, _ = mask_box(track.mask)
         lag = (x0 + x1) / 2 - (box[0] + box[2] + 1) / 2 - speed * i
         assert abs(lag) < 1.5, f"frame {i}: the mask is {lag:+.1f} px off the patch"
+
+
+def test_a_late_answer_is_followed_off_the_objects_known_to_be_in_front_of_it(monkeypatch):
+    """The refine passes flow.follow, for an object with another known to be in front of it, that object's
+    masks as the tracker carried them through the frames since the answer's (and nothing for the front one)."""
+    from edgesam_edge.camera import flow
+
+    clip = Clip(motion="medium", objects=2, seed=3)
+    tracker = start(clip)
+    a, b = tracker.ids
+    for i in range(1, 4):
+        tracker.step(clip.frame(i))
+    tracker._depth.vote(b, a, 1.0)  # b in front of a
+    seen = []
+    real = flow.follow
+
+    def spy(masks, grays, hop=1, covers=None):
+        seen.append((set(masks), dict(covers or {})))
+        return real(masks, grays, hop, covers)
+
+    monkeypatch.setattr(flow, "follow", spy)
+    shape = clip.frame(0).image.shape[:2]
+    carried = [tracker._objects[b].history[i].full_mask(shape) for i in (2, 3)]  # before the answer changes them
+    tracker.refine(clip.oracle.encode(clip.frame(1).image), 1)
+    covers = {key: c for _, cs in seen for key, c in cs.items()}
+    assert (0, a) in covers and not any(key[1] == b for key in covers)
+    assert len(covers[(0, a)]) == 2 and all(c.any() for c in carried)
+    assert all(np.array_equal(c, m) for c, m in zip(covers[(0, a)], carried))
