@@ -51,6 +51,10 @@ class DepthOrder:
             return None
         return min(a, b) if s > 0 else max(a, b)
 
+    def in_front_of(self, back: int, ids: Iterable[int]) -> List[int]:
+        """The ids of ``ids`` known to be in front of ``back``."""
+        return [i for i in ids if i != back and self.front(i, back) == i]
+
     def forget(self, obj_id: int) -> None:
         """Drop every relation of an object (removed)."""
         for key in [k for k in self._score if obj_id in k]:
@@ -110,9 +114,9 @@ class DepthOrder:
             if bb is None:
                 continue
             cut = None
-            for front_id in ids:
+            for front_id in self.in_front_of(back, ids):
                 fb = boxes[front_id]
-                if front_id == back or fb is None or self.front(front_id, back) != front_id:
+                if fb is None:
                     continue
                 if fb[0] >= bb[2] or fb[2] <= bb[0] or fb[1] >= bb[3] or fb[3] <= bb[1]:
                     continue

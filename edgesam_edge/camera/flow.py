@@ -12,9 +12,9 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["features_in", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "path", "IDENTITY",
-           "touches_edge", "within", "mask_box", "interior_points", "follow", "extrude", "shift", "lands_on", "MIN_SUPPORT",
-           "REFRESH", "FEATURE_MARGIN", "MIN_INNER"]
+__all__ = ["features_in", "mask_features", "track_points", "fit_motion", "warp_mask", "warp_points", "compose", "path",
+           "IDENTITY", "touches_edge", "within", "mask_box", "interior_points", "follow", "extrude", "shift", "lands_on",
+           "MIN_SUPPORT", "REFRESH", "FEATURE_MARGIN", "MIN_INNER"]
 
 #: 2x3 identity transform.
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float64)
@@ -269,7 +269,7 @@ def follow(masks: Dict[Any, np.ndarray], grays: List[np.ndarray], hop: int = 1,
         object) or none (a hidden object).
     """
     keys = list(masks)
-    pts: Dict[Any, np.ndarray] = {k: _features(grays[0], masks[k]) for k in keys}
+    pts: Dict[Any, np.ndarray] = {k: mask_features(grays[0], masks[k]) for k in keys}
     first = {k: len(pts[k]) for k in keys}
     moved = {k: IDENTITY.copy() for k in keys}  # each mask's motion so far
     out: Dict[Any, List[np.ndarray]] = {k: [] for k in keys}
@@ -284,7 +284,7 @@ def follow(masks: Dict[Any, np.ndarray], grays: List[np.ndarray], hop: int = 1,
             if i0 > 0 and len(pts[k]) < REFRESH * first[k]:  # features lost on the way: take fresh ones
                 region = warp_mask(masks[k], moved[k])
                 front = cover(k, i0)
-                fresh = _features(prev, region if front is None else region & ~front)
+                fresh = mask_features(prev, region if front is None else region & ~front)
                 if len(fresh) > len(pts[k]):
                     pts[k] = fresh
             out[k].extend(IDENTITY.copy() for _ in range(i1 - i0 - 1))  # a hop: its motion on its last frame
@@ -314,7 +314,7 @@ def follow(masks: Dict[Any, np.ndarray], grays: List[np.ndarray], hop: int = 1,
     return out
 
 
-def _features(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def mask_features(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """:func:`features_in` ``mask`` (``(H, W)`` bool) of ``gray``: (N, 2) float32, none for an empty mask."""
     box = mask_box(mask)
     return features_in(gray, mask, box) if box is not None else np.zeros((0, 2), np.float32)

@@ -224,7 +224,8 @@ class Refiner:
             fronts = self._in_front({key[1] for key in masks}, [i for i, _ in frames[1:]])
         grays = [g for _, g in frames]
         shape = grays[0].shape
-        covers = {key: [_union(seen, shape) for seen in fronts[key[1]]] for key in masks if key[1] in fronts}
+        unions = {oid: [_union(seen, shape) for seen in per] for oid, per in fronts.items()}  # once an object
+        covers = {key: unions[key[1]] for key in masks if key[1] in unions}
         steps: Dict[Any, List[np.ndarray]] = {}
         for hop, group in ((1, fast), (FOLLOW_HOP, [key for key in masks if key not in fast])):
             if group:
@@ -237,7 +238,7 @@ class Refiner:
         front. Called under the lock (the masks are put together after it)."""
         out: Dict[int, List[List[Geometry]]] = {}
         for oid in oids:
-            fronts = [obj for other, obj in self._objects.items() if other != oid and self._depth.front(other, oid) == other]
+            fronts = [self._objects[other] for other in self._depth.in_front_of(oid, self._objects)]
             if fronts:
                 out[oid] = [[g for g in (obj.history.get(i) for obj in fronts) if g is not None and g.crop is not None]
                             for i in indices]

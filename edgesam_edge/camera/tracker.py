@@ -418,8 +418,7 @@ class Tracker(Refiner):
             if region is None:
                 groups.append((obj, start, start))
                 continue
-            b = flow.mask_box(region)
-            pts = flow.features_in(prev_gray, region, b) if b is not None else np.zeros((0, 2), np.float32)
+            pts = flow.mask_features(prev_gray, region)
             all_pts.append(pts)
             groups.append((obj, start, start + len(pts)))
             start += len(pts)
