@@ -264,13 +264,14 @@ class Refiner:
             return
         if obj.state == LOST and obj.good_area and area > obj.good_area / self.collapse:
             return  # a much bigger blob where the object was: not it
-        mask_now = flow.warp_mask(mask_f, obj.since(f, steps))
+        moved = obj.since(f, steps)
+        mask_now = flow.warp_mask(mask_f, moved)
         if int(mask_now.sum()) < self.min_area:
             obj.hide("left the frame")
             return
         if obj.state != TRACKED:
             logger.debug("object %d %s", obj.id, "acquired" if obj.state == PENDING else "re-acquired")
-        self._take(obj, mask_now, score, f, mask_f, thumb, others_f)
+        self._take(obj, mask_now, score, f, mask_f, thumb, others_f, moved)
 
     def _reacquire(self, obj: TrackedObject, mask_f: np.ndarray, score: float, f: int,
                    steps: List[Tuple[int, np.ndarray]], thumb: Optional[np.ndarray], others_f: Optional[Others]
@@ -283,20 +284,22 @@ class Refiner:
                 mask_last = flow.warp_mask(mask_f, flow.path(steps))
                 more = flow.follow({0: mask_last}, [g for _, g in frames])[0]
                 steps = steps + [(i, m) for (i, _), m in zip(frames[1:], more)]
-        mask_now = flow.warp_mask(mask_f, obj.since(f, steps))
+        moved = obj.since(f, steps)
+        mask_now = flow.warp_mask(mask_f, moved)
         if int(mask_now.sum()) < self.min_area:
             return
         self.reacquired += 1
         logger.debug("object %d re-acquired (hidden since frame %s)", obj.id,
                      None if obj.model is None else obj.model.last_seen)
-        self._take(obj, mask_now, score, f, mask_f, thumb, others_f)
+        self._take(obj, mask_now, score, f, mask_f, thumb, others_f, moved)
 
     def _take(self, obj: TrackedObject, mask_now: np.ndarray, score: float, f: int, mask_f: np.ndarray,
-              thumb: Optional[np.ndarray], others_f: Optional[Others]) -> None:
-        """The object seen: ``mask_now`` in the current frame, ``mask_f`` at frame ``f``; its shape memory
-        learns from ``mask_f`` and the other objects' pixels there (``others_f(obj.id)``)."""
+              thumb: Optional[np.ndarray], others_f: Optional[Others], moved: np.ndarray) -> None:
+        """The object seen: ``mask_now`` in the current frame, ``mask_f`` at frame ``f`` (``moved``: the 2x3
+        motion between them); its shape memory learns from ``mask_f`` and the other objects' pixels there
+        (``others_f(obj.id)``)."""
         hidden = obj.state in (OCCLUDED, LOST)
-        obj.take(mask_now, score, f, mask_f, thumb, self._index if self._index is not None else f)
+        obj.take(mask_now, score, f, mask_f, thumb, self._index if self._index is not None else f, moved)
         if others_f is not None:
             obj.shape.fit(mask_f, others_f(obj.id), f, obj.motion, turned=hidden)
         self._record(obj)

@@ -462,7 +462,7 @@ class Tracker(Refiner):
             return
         for oid in self._depth.cut(masks, list(masks)):
             obj = self._objects[oid]
-            obj.mask = masks[oid]
+            obj.cut(masks[oid])
             area = int(np.count_nonzero(obj.mask))
             if area < self.min_area:
                 obj.hide(f"area {area} px behind another object")

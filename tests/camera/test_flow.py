@@ -95,3 +95,44 @@ def test_fresh_features_come_from_the_moved_mask_off_what_is_in_front(monkeypatc
     x0, y0, x1, y1 = flow.mask_box(fresh)
     assert min(abs(x0 - 68), abs(x0 - 76)) <= 1 and x1 == 100  # moved 8 px a frame (1 or 2 frames), up to the wall
     assert fresh[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].all()
+
+
+def _disc(center, radius, shape=(120, 160)):
+    ys, xs = np.mgrid[: shape[0], : shape[1]]
+    return (xs - center[0]) ** 2 + (ys - center[1]) ** 2 <= radius**2
+
+
+def _similarity(angle, scale, tx, ty):
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    return np.array([[c, -s, tx], [s, c, ty]], np.float64)
+
+
+def test_warp_mask_moves_the_edge_by_part_of_a_pixel_closer_to_the_truth_softened(monkeypatch):
+    """A disc drawn on the pixel grid, moved and scaled by sub-pixel amounts: softened before the warp, the mask
+    is nearer the disc drawn where it went than warped as it is (its staircase edge warped with it)."""
+    from edgesam_edge.metrics import mask_iou
+
+    center, radius = np.array([60.3, 50.6]), 17.4
+    base = _disc(center, radius)
+    errors = {}
+    for soften in (0.0, flow.WARP_SOFTEN):
+        monkeypatch.setattr(flow, "WARP_SOFTEN", soften)
+        errors[soften] = []
+        for k, (angle, scale, tx, ty) in enumerate([(0.2, 1.03, 0.4, -0.3), (-0.35, 0.96, 5.7, 2.2),
+                                                    (0.5, 1.0, -3.3, 4.45), (0.0, 1.05, 0.25, 0.25)]):
+            m = _similarity(angle, scale, tx, ty)
+            truth = _disc(m[:, :2] @ center + m[:, 2], radius * scale)
+            errors[soften].append(1.0 - mask_iou(flow.warp_mask(base, m), truth))
+    assert flow.WARP_SOFTEN > 0
+    assert np.mean(errors[flow.WARP_SOFTEN]) < 0.8 * np.mean(errors[0.0])
+
+
+def test_warp_mask_keeps_a_mask_at_the_frame_edge_and_an_empty_one_empty():
+    mask = np.zeros((60, 80), bool)
+    mask[:20, :30] = True  # in the top-left corner: the object goes on past the frame's edges
+    same = flow.warp_mask(mask, flow.IDENTITY)
+    assert flow.mask_box(same) == (0, 0, 30, 20)
+    assert np.count_nonzero(same ^ mask) <= 2  # at most the inner corner rounded off
+    assert not flow.warp_mask(np.zeros((60, 80), bool), _similarity(0.1, 1.0, 3, 3)).any()
+    gone = flow.warp_mask(mask, _similarity(0.0, 1.0, 200.0, 0.0))
+    assert gone.shape == (60, 80) and not gone.any()

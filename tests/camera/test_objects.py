@@ -33,7 +33,7 @@ def test_carry_starts_again_from_a_mask_set_otherwise():
     assert flow.mask_box(obj.mask) == (21, 20, 41, 40)
     answer = np.zeros_like(obj.mask)
     answer[50:60, 60:70] = True
-    obj.mask = answer  # an answer (or a cut, or the colour check's move) replaces the carried mask
+    obj.mask = answer  # a mask set otherwise (the colour check's move) replaces the carried mask
     obj.mask = obj.carry(_shift(0.4))
     assert flow.mask_box(obj.mask) == (60, 50, 70, 60)  # the answer moved 0.4 px; the old square is gone
     obj.mask = obj.carry(_shift(0.4))
@@ -57,3 +57,37 @@ def test_a_geometry_paints_its_mask_onto_a_frames_pixels_without_clearing_them()
     g.paint(out)
     assert out[0, 0] and out[mask].all() and np.count_nonzero(out) == 1 + 50
     assert np.array_equal(g.full_mask((30, 40)), mask)
+
+
+def test_carry_goes_on_from_an_answer_as_decoded_in_its_own_frame():
+    """An answer taken with the motion that brought it to now is carried on from the decoded mask, by that
+    motion and the flow since, in one warp (not from its already warped copy)."""
+    obj = _object_with_square()
+    answer_f = np.zeros_like(obj.mask)
+    answer_f[50:60, 60:70] = True
+    moved = _shift(0.4)
+    obj.take(flow.warp_mask(answer_f, moved), 0.9, 3, answer_f, None, 5, moved)
+    assert flow.mask_box(obj.mask) == (60, 50, 70, 60)  # 0.4 px: not a pixel yet
+    obj.mask = obj.carry(_shift(0.4))
+    assert flow.mask_box(obj.mask) == (61, 50, 71, 60)  # 0.8 px from the answer: one pixel
+
+
+def test_carry_goes_on_from_the_uncut_mask_after_a_cut():
+    """A cut (another object in front) sets the mask, but flow carries on the mask from before the cut, with its
+    sub-pixel motion; the tracker cuts it again each frame."""
+    obj = _object_with_square()
+    obj.mask = obj.carry(_shift(0.4))
+    cut = obj.mask.copy()
+    cut[:, 30:] = False  # the right half behind something
+    obj.cut(cut)
+    assert obj.mask is cut
+    obj.mask = obj.carry(_shift(0.4))
+    assert flow.mask_box(obj.mask) == (21, 20, 41, 40)  # the whole square, 0.8 px on
+    other = np.zeros_like(obj.mask)
+    other[5:10, 5:10] = True
+    obj.mask = other  # set otherwise (the colour check's move)
+    smaller = other.copy()
+    smaller[:, 8:] = False
+    obj.cut(smaller)  # a cut of it: carried on from what the cut left
+    obj.mask = obj.carry(_shift(0.4))
+    assert flow.mask_box(obj.mask) == (5, 5, 8, 10)
