@@ -23,7 +23,10 @@ output is discarded, the oracle still answers): the display rate and J under
 the real CPU load of the encoder, whatever the weights.
 
 ``--overlap`` runs the loop with ``LiveLoop(overlap=True)``: the next frame is
-encoded while the last embedding is refined (``camera/model_worker.py``).
+encoded while the last embedding is refined (``camera/model_worker.py``). ``--stale``
+runs it with ``LiveLoop(fresh=None)``: the encoder takes the newest frame at once,
+however long ago it came, instead of waiting for the next one when the newest came
+more than half a frame ago (the default).
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ TARGETS = {0.3: {"mean": 0.9, "worst": 0.8}, 0.1: {"mean": 0.93}}
 FPS_TARGETS = {3: 29.0, 8: 25.0}
 
 
-def run_once(delay: float, frames: int, source: str, load: Any = None, overlap: bool = False) -> Dict[str, Any]:
+def run_once(delay: float, frames: int, source: str, load: Any = None, overlap: bool = False,
+             stale: bool = False) -> Dict[str, Any]:
     from edgesam_edge.camera.loop import LiveLoop
+    from edgesam_edge.camera.model_worker import FRESH_SHARE
     from edgesam_edge.camera.oracle import GroundTruthOracle
     from edgesam_edge.camera.source import open_source
     from edgesam_edge.camera.tracker import Tracker
@@ -59,7 +64,8 @@ def run_once(delay: float, frames: int, source: str, load: Any = None, overlap: 
         oracle.encode = encode  # type: ignore[method-assign]
     src = open_source(source, reader_factory=lambda: oracle.wrap(make_reader(source)))
     tracker = Tracker(oracle)
-    loop = LiveLoop(src, tracker, [], max_frames=frames, prompt_from_gt=True, overlap=overlap)
+    loop = LiveLoop(src, tracker, [], max_frames=frames, prompt_from_gt=True, overlap=overlap,
+                    fresh=None if stale else FRESH_SHARE)
     stats = loop.run()
     stats["oracle_delay_s"] = delay
     stats["reacquired"] = tracker.reacquired
@@ -79,6 +85,9 @@ def main() -> int:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--encoder-load", metavar="BUNDLE", help="run this bundle's encoder instead of sleeping")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads for --encoder-load (default 1)")
+    p.add_argument("--stale", action="store_true",
+                   help="the encoder takes the newest frame at once however long ago it came (LiveLoop(fresh=None)), "
+                        "instead of waiting for the next one when the newest came more than half a frame ago")
     p.add_argument("--overlap", action="store_true",
                    help="encode the next frame while the last embedding is refined (LiveLoop(overlap=True))")
     args = p.parse_args()
@@ -101,13 +110,14 @@ def main() -> int:
         for delay in delays:
             runs = []
             for source in sources:
-                s = run_once(delay, args.frames, source, load, overlap=args.overlap)
+                s = run_once(delay, args.frames, source, load, overlap=args.overlap, stale=args.stale)
                 j = s.get("J", {}).get("mean")
                 runs.append(s)
                 what = f"encoder {args.encoder_load}" if load is not None else f"delay {delay * 1e3:.0f} ms"
                 print(f"{source} {what}: J {j} per object {s.get('J')} | display {s['display_fps']} fps, model "
                       f"{s['model_fps']} /s, latency p50 {s['latency_ms']['p50']} ms, mask age p50 "
-                      f"{s['mask_age_ms']['p50']} ms, refine p50 {s['refine_ms']['p50']} ms, "
+                      f"{s['mask_age_ms']['p50']} ms, answer age p50 {s['answer_age_ms']['p50']} ms, "
+                      f"refine p50 {s['refine_ms']['p50']} ms, "
                       f"found again {s['reacquired']}, frames {s['frames']}", flush=True)
             js = [r.get("J", {}).get("mean", 0.0) for r in runs]
             fps = [r["display_fps"] for r in runs]
@@ -129,7 +139,7 @@ def main() -> int:
                   + ("" if target is None else f" (target {target}: {'PASS' if summary['pass'] else 'FAIL'})"),
                   flush=True)
     write_json(args.json, {"results": results, "frames": args.frames, "objects": args.objects, "overlap": args.overlap,
-                           "device": device_info()})
+                           "stale": args.stale, "device": device_info()})
     return 0 if ok else 1
 
 

@@ -34,7 +34,7 @@ from ..errors import EdgeSamError, InvalidPrompt
 from ..metrics import mask_iou
 from .errors import SourceError
 from .frame import Frame, visible_boxes
-from .model_worker import ModelWorker
+from .model_worker import FRESH_SHARE, ModelWorker
 from .protocols import PredictorLike
 from .sink_base import Sink, UserEvent
 from .sink_group import SinkGroup
@@ -99,12 +99,16 @@ class LiveLoop:
         sink_queue: frames each sink's writer thread may fall behind before its oldest is dropped.
         overlap: encode the next frame while the last embedding is refined (two threads), instead of one
             after the other on one (the default; :class:`~edgesam_edge.camera.model_worker.ModelWorker`).
+        fresh: the encoder leaves a frame offered longer ago than this share of the frame interval for the
+            next one (:data:`~edgesam_edge.camera.model_worker.FRESH_SHARE`); None: it encodes the newest
+            frame at once, however old.
     """
 
     def __init__(self, source: Source, tracker: Tracker, sinks: Sequence[Sink] = (), max_frames: Optional[int] = None,
                  prompts: Sequence[Prompt] = (), prompt_from_gt: bool = False, prime: bool = True,
                  max_history: int = 100_000, read_timeout: float = 30.0,
-                 sink_queue: int = DEFAULT_QUEUE_SIZE, overlap: bool = False) -> None:
+                 sink_queue: int = DEFAULT_QUEUE_SIZE, overlap: bool = False,
+                 fresh: Optional[float] = FRESH_SHARE) -> None:
         if max_frames is not None and max_frames < 1:
             raise EdgeSamError(f"max_frames {max_frames} is not a positive number")
         self.source = source
@@ -120,6 +124,9 @@ class LiveLoop:
             raise EdgeSamError(f"sink_queue {sink_queue} is not a positive number")
         self.sink_queue = int(sink_queue)
         self.overlap = bool(overlap)
+        if fresh is not None and not (math.isfinite(fresh) and fresh >= 0):
+            raise EdgeSamError(f"fresh {fresh} is not a share of a frame interval (a number >= 0, or None)")
+        self.fresh = fresh
         self._sinks = SinkGroup(self.sinks, self.sink_queue, self.max_history)
         self.stop = threading.Event()
         self.stats: Dict[str, Any] = {}
@@ -239,6 +246,7 @@ class LiveLoop:
             "captured": int(self.source.captured),
             "latency_ms": p50_p90_ms(st.latency),
             "mask_age_ms": p50_p90_ms(st.mask_age),
+            "answer_age_ms": p50_p90_ms(w.answer_age_s if w else []),
             "track_ms": p50_p90_ms(st.track_ms),
             "encoder_ms": p50_p90_ms(w.encode_s if w else []),
             "refine_ms": p50_p90_ms(w.refine_s if w else []),
@@ -285,7 +293,7 @@ class LiveLoop:
                 emb = self.predictor.encode(first.image)
                 self.tracker.refine(emb, first.index)
                 self._primed = 1
-            self._worker = ModelWorker(self.tracker, self.stop, self.overlap)
+            self._worker = ModelWorker(self.tracker, self.stop, self.overlap, self.fresh)
             self._worker.start()
             self._loop(first)
             if self._worker.error is not None:

@@ -10,6 +10,12 @@ The display thread offers each frame *before* carrying the masks to it
 on it at once, and its refine waits only if the step is not done yet. That takes the
 step's time (about 10 ms at 640x480) off every answer's age, which is what sets the masks'
 quality: encode + refine + the wait for a frame (benchmarks/README.md, "Tenth look").
+And a free encoder takes the newest frame only if it came less than half a frame ago
+(``fresh``): else it waits for the next one, which comes within the frame interval, or a
+frame later when the display thread was held up by the refine that just ended. Taking
+whatever was newest, a frame waited about 20 ms on average (up to a frame interval and
+more) before its encoding started; waiting for the next, 5 ms, as many embeddings a second
+("Thirteenth look").
 
 With ``overlap`` two threads share the work, with a slot of one embedding between them:
 ``encoder`` encodes while ``refiner`` refines the last embedding, so the tracker gets an
@@ -29,7 +35,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from collections import deque
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import numpy as np
 
@@ -47,6 +54,13 @@ _RECENT = 8
 _POLL = 0.05
 #: cap of the duration lists kept for statistics (halved when reached)
 _KEEP = 10_000
+#: A free encoder takes the newest offered frame if it was offered less than this share of a frame interval
+#: ago; an older one it leaves for the next frame (see ``ModelWorker._fresh``).
+FRESH_SHARE = 0.5
+#: ... unless the newest was offered this many frame intervals ago or more: the next is not coming soon.
+_LATE = 2.0
+#: offer intervals the frame interval is the median of
+_INTERVALS = 9
 
 
 class ModelWorker:
@@ -56,13 +70,18 @@ class ModelWorker:
         tracker: the tracker to refine; its ``predictor`` encodes (:class:`~edgesam_edge.camera.protocols.PredictorLike`).
         stop: set by anyone to end the run; set by the worker on an error (kept in :attr:`error`).
         overlap: encode and refine on two threads at once, or one after the other on one (default).
+        fresh: a free encoder leaves an offered frame older than this share of the frame interval for the
+            next one, until the newest is two intervals old (:data:`FRESH_SHARE`; None: it always takes the
+            newest offered frame at once).
 
     Attributes (read by the display thread): ``count`` embeddings refined, ``last_frame`` the frame of
     the newest one refined, ``encode_s`` / ``refine_s`` / ``wait_s`` seconds per encoding, per refine,
-    and per embedding waiting for the refiner.
+    and per embedding waiting for the refiner, ``answer_age_s`` seconds from the capture of each refined
+    frame to the end of its refine (how old its answers are when the tracker has them).
     """
 
-    def __init__(self, tracker: Tracker, stop: threading.Event, overlap: bool = False) -> None:
+    def __init__(self, tracker: Tracker, stop: threading.Event, overlap: bool = False,
+                 fresh: Optional[float] = FRESH_SHARE) -> None:
         self.tracker = tracker
         self.predictor: PredictorLike = tracker.predictor
         self.stop = stop
@@ -72,10 +91,13 @@ class ModelWorker:
         self.encode_s: List[float] = []
         self.refine_s: List[float] = []
         self.wait_s: List[float] = []
+        self.answer_age_s: List[float] = []
+        self.fresh = None if fresh is None else float(fresh)
         self.last_frame: Optional[Frame] = None
         self.started_at = 0.0
         self._cond = threading.Condition()
         self._offered: Optional[Frame] = None
+        self._offer_times: Deque[float] = deque(maxlen=_INTERVALS + 1)  # when the latest frames were offered
         self._stepped = -1  # the newest frame index the tracker has stepped, as told
         self._ready: Optional[Tuple[Any, Frame, float]] = None  # (embedding, its frame, when it was ready)
         self._refine_started: Optional[float] = None  # while the refiner works
@@ -98,6 +120,8 @@ class ModelWorker:
         refined only once :meth:`stepped` says the tracker has it.
         """
         with self._cond:
+            if self._offered is None or self._offered.index != frame.index:
+                self._offer_times.append(time.perf_counter())
             self._offered = frame
             if stepped:
                 self._stepped = max(self._stepped, int(frame.index))
@@ -173,11 +197,11 @@ class ModelWorker:
 
     # -- steps --------------------------------------------------------------------------------
     def _take_offered(self, hold: Callable[[], float]) -> Optional[Frame]:
-        """The newest offered frame, once there is one, the tracker has objects and ``hold()`` (seconds
-        still to wait, called under the lock) is 0; None after a wait of at most ``_POLL`` s (the caller
-        looks at ``stop`` again)."""
+        """The newest offered frame, once there is one, the tracker has objects, ``hold()`` (seconds
+        still to wait, called under the lock) is 0 and the frame is fresh (:meth:`_fresh`); None after a wait
+        of at most ``_POLL`` s (the caller looks at ``stop`` again)."""
         with self._cond:
-            wait = _POLL if self._offered is None or not self.tracker.needs_embedding() else hold()
+            wait = _POLL if self._offered is None or not self.tracker.needs_embedding() else max(hold(), self._fresh())
             if wait > 0:
                 self._cond.wait(min(wait, _POLL))
                 return None
@@ -196,6 +220,24 @@ class ModelWorker:
         lead = float(np.median(recent_refine)) - float(np.median(recent_encode))
         return max(0.0, lead - (time.perf_counter() - self._refine_started))
 
+    def _fresh(self) -> float:
+        """Seconds to wait for the next frame rather than encode the one offered (called under the lock).
+
+        What sets the masks' quality is the age of the answers when they land (capture to the end of the
+        refine), not how often they come (benchmarks/README.md, "Tenth look"). A frame offered more than
+        ``fresh`` of a frame interval (the median of the latest) ago is left for the next one. That one is
+        due within the interval, or a little later when the display thread was held up (by the tracker's lock
+        while a refine applied its answers, which is when this thread gets free); it is not waited for once
+        the newest frame is :data:`_LATE` intervals old (the stream paused or ended)."""
+        if self.fresh is None or len(self._offer_times) < 3:
+            return 0.0
+        times = list(self._offer_times)
+        interval = float(np.median(np.diff(times)))
+        age = time.perf_counter() - times[-1]
+        if age <= self.fresh * interval:
+            return 0.0
+        return max(0.0, _LATE * interval - age)
+
     def _encode(self, frame: Frame) -> Any:
         t0 = time.perf_counter()
         emb = self.predictor.encode(frame.image)
@@ -210,7 +252,9 @@ class ModelWorker:
             return
         t0 = time.perf_counter()
         self.tracker.refine(emb, frame.index)
-        _append(self.refine_s, time.perf_counter() - t0)
+        done = time.perf_counter()
+        _append(self.refine_s, done - t0)
+        _append(self.answer_age_s, done - frame.timestamp)
         self.count += 1
         self.last_frame = frame
 

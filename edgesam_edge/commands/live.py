@@ -14,6 +14,7 @@ from ..bundle import load_bundle, write_json_atomic
 from ..camera.errors import SinkError
 from ..camera.loop import LiveLoop, Prompt
 from ..camera.mjpeg import DEFAULT_MAX_OBJECTS, MjpegSink, check_token
+from ..camera.model_worker import FRESH_SHARE
 from ..camera.policy import DEMO_REPROMPT_NEGATIVES, DEMO_REPROMPT_POINTS, is_demo_bundle
 from ..camera.sink_base import Sink
 from ..camera.sinks import JsonlSink, VideoSink, parse_sink
@@ -66,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="encode the next frame while the last embedding is refined, on two threads: more embeddings "
                         "a second where the encoder runs on an accelerator (TensorRT); on a CPU whose cores the "
                         "encoder already uses it costs the display and the masks' age (default off)")
+    p.add_argument("--fresh-frames", action=argparse.BooleanOptionalAction, default=True,
+                   help="start each encoding on a frame that came at most half a frame ago, waiting for the next "
+                        "one when the newest came earlier, so answers are younger when they land (default on)")
     p.add_argument("--sink", action="append", default=[], metavar="SPEC",
                    help="window, mjpeg://127.0.0.1:8080, video://out.mp4, jsonl://tracks.jsonl or none; "
                         "repeatable (default: window, or none with --headless)")
@@ -247,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
                           colour_check=args.colour_check)
         tracker.max_objects = args.max_objects
         loop = LiveLoop(source, tracker, sinks, max_frames=args.max_frames, prompts=prompts,
-                        prompt_from_gt=args.prompt_from_gt, overlap=args.overlap)
+                        prompt_from_gt=args.prompt_from_gt, overlap=args.overlap,
+                        fresh=FRESH_SHARE if args.fresh_frames else None)
         stats = loop.run()
     finally:
         predictor.close()
@@ -258,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     stats["glimpses"] = tracker.glimpses
     stats["colour_check"] = tracker.colour_check
     stats["overlap"] = loop.overlap
+    stats["fresh_frames"] = loop.fresh is not None
     if record is not None:
         stats["record"] = {k: str(v) for k, v in record.items()}
         write_json_atomic(record["stats"], stats)

@@ -60,6 +60,7 @@ def test_prompt_from_gt_reports_J(tmp_path, capsys):
     (["--no-glimpses"], None, 2, True),
     (["--no-colour-check"], None, 2, True),
     (["--overlap"], None, 2, True),
+    (["--no-fresh-frames"], None, 2, True),
 ])
 def test_reprompt_defaults_depend_on_the_weights(tmp_path, capsys, monkeypatch, argv, source, expected, negatives):
     from types import SimpleNamespace
@@ -82,6 +83,8 @@ def test_reprompt_defaults_depend_on_the_weights(tmp_path, capsys, monkeypatch, 
     assert written["glimpses"] is ("--no-glimpses" not in argv)
     assert written["colour_check"] is ("--no-colour-check" not in argv)
     assert written["overlap"] is ("--overlap" in argv)  # off unless asked
+    assert written["fresh_frames"] is ("--no-fresh-frames" not in argv)
+    assert set(written["answer_age_ms"]) == {"p50", "p90"}
     assert written["embeddings"] >= 1 and set(written["refine_ms"]) == {"p50", "p90"}
     assert written["colour_hidden"] >= 0 and written["colour_moved"] >= 0
 

@@ -85,8 +85,9 @@ def test_overlapped_encode_and_refine_track_as_well_and_stop_cleanly():
     assert no_worker_threads()
     assert stats["frames"] == 40 and stats["J"]["mean"] > 0.8
     assert stats["embeddings"] == oracle.encode_calls or stats["embeddings"] == oracle.encode_calls - 1  # one cut short
-    for key in ("encoder_ms", "refine_ms", "refine_wait_ms"):
+    for key in ("encoder_ms", "refine_ms", "refine_wait_ms", "answer_age_ms"):
         assert stats[key]["p50"] is not None and stats[key]["p90"] >= stats[key]["p50"]
+    assert stats["answer_age_ms"]["p50"] >= stats["refine_ms"]["p50"]  # from its frame's capture to its answers
 
 
 def test_prompt_outside_the_frame_fails_before_any_output(tmp_path):
@@ -217,3 +218,9 @@ def test_a_frame_the_source_cannot_use_ends_the_run_and_keeps_the_recording(tmp_
     assert "odd camera delivered a float32 frame" in stats["stopped_because"]
     assert 1 <= stats["frames"] <= 5 and len(jl.read_text().splitlines()) == stats["frames"]
     assert no_worker_threads()
+
+
+@pytest.mark.parametrize("fresh", [-0.5, float("nan"), float("inf")])
+def test_a_fresh_share_that_is_not_a_share_is_refused(fresh):
+    with pytest.raises(EdgeSamError, match=f"fresh {fresh} is not a share"):
+        oracle_loop(fresh=fresh)

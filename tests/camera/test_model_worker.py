@@ -94,6 +94,7 @@ def test_every_embedding_is_refined_once_in_order_and_frames_are_the_newest(over
     assert worker.last_frame is not None and worker.last_frame.index == tracker.refined[-1]
     assert len(worker.encode_s) == len(predictor.encoded) and len(worker.refine_s) == worker.count
     assert len(worker.wait_s) == (worker.count if overlap else 0)
+    assert len(worker.answer_age_s) == worker.count and all(a >= r for a, r in zip(worker.answer_age_s, worker.refine_s))
 
 
 @pytest.mark.parametrize("overlap", [True, False])
@@ -183,3 +184,47 @@ def test_a_worker_stopped_while_an_embedding_waits_for_its_step_ends_without_ref
     worker.join(5.0)
     assert predictor.encoded == [3] and tracker.refined == [] and worker.count == 0
     assert not any(t.is_alive() for t in worker._threads)
+
+
+def offered_ago(worker, ago, interval=1 / 30, count=4):
+    """``count`` offers one ``interval`` apart, the newest ``ago`` seconds ago."""
+    now = time.perf_counter()
+    worker._offer_times.clear()
+    worker._offer_times.extend(now - ago - k * interval for k in reversed(range(count)))
+
+
+def test_a_free_encoder_waits_for_the_next_frame_when_the_newest_came_more_than_half_a_frame_ago():
+    """Answers are worth their age when they land: a frame offered 25 ms ago at 30 FPS is left for the next
+    (waited for until the newest is two frames old, about 42 ms more); one offered 4 ms ago is taken; so is
+    one offered two frames ago (the stream paused)."""
+    worker = ModelWorker(FakeTracker(FakePredictor()), threading.Event())
+    assert worker.fresh == 0.5
+    offered_ago(worker, 0.004)
+    assert worker._fresh() == 0.0
+    offered_ago(worker, 0.025)
+    assert 0.035 < worker._fresh() < 0.042
+    offered_ago(worker, 0.040)  # a frame late (the display thread was held up): still worth waiting for
+    assert 0.020 < worker._fresh() < 0.027
+    offered_ago(worker, 0.070)  # two frames late: take this one
+    assert worker._fresh() == 0.0
+    offered_ago(worker, 0.025, count=2)  # too few offers to know the frame interval
+    assert worker._fresh() == 0.0
+    always = ModelWorker(FakeTracker(FakePredictor()), threading.Event(), fresh=None)
+    offered_ago(always, 0.025)
+    assert always._fresh() == 0.0
+
+
+def test_the_encoder_takes_the_next_frame_instead_of_a_stale_one_and_the_stale_one_once_the_next_is_late():
+    worker = ModelWorker(FakeTracker(FakePredictor()), threading.Event())
+    worker._offered = frame(7)
+    offered_ago(worker, 0.06, interval=0.1)  # the next frame is due
+    t0 = time.perf_counter()
+    assert worker._take_offered(lambda: 0.0) is None  # waited for it (at most the stop-flag poll) instead
+    assert time.perf_counter() - t0 < 1.0
+    worker.offer(frame(8))
+    got = worker._take_offered(lambda: 0.0)
+    assert got is not None and got.index == 8
+    worker._offered = frame(9)
+    offered_ago(worker, 0.21, interval=0.1)  # the newest frame is over two intervals old: no more waiting
+    got = worker._take_offered(lambda: 0.0)
+    assert got is not None and got.index == 9
